@@ -1,0 +1,184 @@
+"""Block registry: model configs name blocks, the registry says how to build them.
+
+A block is registered with :func:`register_block`, which declares its *channel contract*: how the
+model builder derives the block's constructor arguments from the config row and what channel count
+the block produces. The builder reads the contract and never special-cases a block by name.
+
+Channel contracts (``c_in`` is the channel count of the row's input, ``args`` the row's arguments):
+
+- ``"scaled"``: ``args[0]`` is the nominal output channel count. The builder caps it at the scale's
+  ``max_channels``, multiplies by the width multiple, rounds up to a multiple of 8 and calls
+  ``Block(c_in, c_out, *args[1:])``; with ``repeats=True`` the depth-scaled repeat count is passed
+  as the third positional argument: ``Block(c_in, c_out, n, *args[1:])``. Output: ``c_out``.
+- ``"same"``: the block keeps the channel count: ``Block(c_in, *args)``. Output: ``c_in``.
+- ``"concat"``: the row has several inputs, concatenated along channels: ``Block(*args)``.
+  Output: the sum of the input channel counts.
+- ``"none"``: channel-free, shape-preserving along channels (e.g. upsampling): ``Block(*args)``.
+  Output: ``c_in``.
+- ``"head"``: a multi-input head: ``Block(*args, in_channels=[c_in of each input])``.
+  Output: none (it must be the last row).
+
+A block whose row repeats (``repeats > 1``) without ``repeats=True`` is stacked ``n`` times in an
+``nn.Sequential``, which is what the reference does too.
+
+Example:
+    >>> import torch.nn as nn
+    >>> @register_block("MyGate", channels="same")
+    ... class MyGate(nn.Module):
+    ...     def __init__(self, in_channels: int) -> None:
+    ...         super().__init__()
+    ...         self.gate = nn.Conv2d(in_channels, in_channels, 1)
+    ...     def forward(self, x):
+    ...         return x * self.gate(x).sigmoid()
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch.nn as nn
+
+ChannelContract = Literal["scaled", "same", "concat", "none", "head"]
+CHANNEL_CONTRACTS: tuple[str, ...] = ("scaled", "same", "concat", "none", "head")
+
+
+@dataclass(frozen=True)
+class ScaleContext:
+    """What a block's argument hook may know about the model being built.
+
+    Attributes:
+        scale: Scale letter selected by the config file name or ``scale`` key (``"n"``, ``"s"``...),
+            or ``""`` when the config has no scales.
+        depth: Depth multiple of the scale.
+        width: Width multiple of the scale.
+        max_channels: Channel cap of the scale, before the width multiple.
+        nc: Number of classes of the model.
+    """
+
+    scale: str
+    depth: float
+    width: float
+    max_channels: int
+    nc: int
+
+
+ArgsHook = Callable[[list, ScaleContext], list]
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A registered block.
+
+    Attributes:
+        name: Name used in model configs.
+        cls: The ``nn.Module`` subclass.
+        channels: Channel contract, one of :data:`CHANNEL_CONTRACTS`.
+        repeats: Whether the depth-scaled repeat count is passed to the constructor (third
+            positional argument, ``"scaled"`` contract only).
+        adapt_args: Optional hook ``(args, context) -> args`` applied to the row's arguments after
+            the builder derived them (e.g. a block whose variant depends on the model scale).
+    """
+
+    name: str
+    cls: type[nn.Module]
+    channels: ChannelContract
+    repeats: bool = False
+    adapt_args: ArgsHook | None = None
+
+
+_REGISTRY: dict[str, BlockSpec] = {}
+
+
+def register_block(
+    name: str | None = None,
+    *,
+    channels: ChannelContract,
+    repeats: bool = False,
+    adapt_args: ArgsHook | None = None,
+) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator registering a block under ``name`` (default: the class name).
+
+    Args:
+        name: Name used in model configs; defaults to the class ``__name__``.
+        channels: The block's channel contract (see the module docstring).
+        repeats: Pass the depth-scaled repeat count as the third constructor argument.
+        adapt_args: Optional hook adapting the derived constructor arguments to the scale.
+
+    Returns:
+        The decorator, which returns the class unchanged.
+
+    Raises:
+        ValueError: On an unknown contract, or a name already registered to another class.
+    """
+    if channels not in CHANNEL_CONTRACTS:
+        raise ValueError(f"unknown channel contract {channels!r}; expected one of {CHANNEL_CONTRACTS}")
+    if repeats and channels != "scaled":
+        raise ValueError("repeats=True is only meaningful with the 'scaled' channel contract")
+
+    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+        key = name or cls.__name__
+        existing = _REGISTRY.get(key)
+        if existing is not None and existing.cls is not cls:
+            # Re-registering the same class object (module reload) is harmless; another is not.
+            if (existing.cls.__module__, existing.cls.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise ValueError(
+                    f"block name {key!r} is already registered to "
+                    f"{existing.cls.__module__}.{existing.cls.__qualname__}"
+                )
+        _REGISTRY[key] = BlockSpec(key, cls, channels, repeats, adapt_args)
+        return cls
+
+    return decorator
+
+
+def get_block(name: str) -> BlockSpec:
+    """Look a block up by name.
+
+    Args:
+        name: Block name as written in a model config.
+
+    Returns:
+        The block's :class:`BlockSpec`.
+
+    Raises:
+        KeyError: If no block has that name; the message lists the known names.
+    """
+    _ensure_builtin_blocks()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise KeyError(
+            f"unknown block {name!r}. Known blocks: {known}. Register your own with "
+            "@register_block and name its module under 'imports' in the model config."
+        ) from None
+
+
+def registered_blocks() -> dict[str, BlockSpec]:
+    """Return a copy of the registry, name -> spec (built-in blocks included)."""
+    _ensure_builtin_blocks()
+    return dict(_REGISTRY)
+
+
+def import_block_modules(modules: list[str] | tuple[str, ...]) -> None:
+    """Import user modules so their ``@register_block`` decorators run.
+
+    Args:
+        modules: Importable module names (``"my_project.blocks"``).
+
+    Raises:
+        ImportError: If a module cannot be imported; the message names it.
+    """
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ImportError(f"cannot import block module {module!r} named in the model config: {error}") from error
+
+
+def _ensure_builtin_blocks() -> None:
+    # The built-in blocks register themselves on import of the blocks package.
+    importlib.import_module("yolo11_lightning.nn.blocks")
+
