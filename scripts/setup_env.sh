@@ -8,6 +8,5 @@ python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[${extras}]"
 .venv/bin/python -c "import yolo11_lightning, torch, lightning; print('env ok: torch', torch.__version__, 'lightning', lightning.__version__)"
