@@ -79,6 +79,9 @@ class BlockSpec:
             positional argument, ``"scaled"`` contract only).
         adapt_args: Optional hook ``(args, context) -> args`` applied to the row's arguments after
             the builder derived them (e.g. a block whose variant depends on the model scale).
+        example_args: Row arguments (as written in a config, before derivation) that build a
+            small instance; the registry-wide test builds every block from them. ``None`` means
+            the contract's default (see :data:`DEFAULT_EXAMPLE_ARGS`).
     """
 
     name: str
@@ -86,6 +89,18 @@ class BlockSpec:
     channels: ChannelContract
     repeats: bool = False
     adapt_args: ArgsHook | None = None
+    example_args: tuple | None = None
+
+    def example_row_args(self) -> list:
+        """Config-row arguments building a small instance of this block (for generic tests)."""
+        if self.example_args is not None:
+            return list(self.example_args)
+        return list(DEFAULT_EXAMPLE_ARGS[self.channels])
+
+
+# Row arguments used to build a small instance of a block that declares no ``example_args``:
+# "scaled" blocks get 64 output channels, "concat" joins along dim 1, "head" gets 3 classes.
+DEFAULT_EXAMPLE_ARGS: dict[str, tuple] = {"scaled": (64,), "same": (), "concat": (1,), "none": (), "head": (3,)}
 
 
 _REGISTRY: dict[str, BlockSpec] = {}
@@ -97,6 +112,7 @@ def register_block(
     channels: ChannelContract,
     repeats: bool = False,
     adapt_args: ArgsHook | None = None,
+    example_args: tuple | list | None = None,
 ) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator registering a block under ``name`` (default: the class name).
 
@@ -105,6 +121,8 @@ def register_block(
         channels: The block's channel contract (see the module docstring).
         repeats: Pass the depth-scaled repeat count as the third constructor argument.
         adapt_args: Optional hook adapting the derived constructor arguments to the scale.
+        example_args: Config-row arguments that build a small instance (default: the contract's
+            :data:`DEFAULT_EXAMPLE_ARGS`); used by the test that exercises every registered block.
 
     Returns:
         The decorator, which returns the class unchanged.
@@ -127,7 +145,8 @@ def register_block(
                     f"block name {key!r} is already registered to "
                     f"{existing.cls.__module__}.{existing.cls.__qualname__}"
                 )
-        _REGISTRY[key] = BlockSpec(key, cls, channels, repeats, adapt_args)
+        example = tuple(example_args) if example_args is not None else None
+        _REGISTRY[key] = BlockSpec(key, cls, channels, repeats, adapt_args, example)
         return cls
 
     return decorator
@@ -179,6 +198,7 @@ def import_block_modules(modules: list[str] | tuple[str, ...]) -> None:
 
 
 def _ensure_builtin_blocks() -> None:
-    # The built-in blocks register themselves on import of the blocks package.
+    # The built-in blocks register themselves on import of the blocks package and the head module.
     importlib.import_module("yolo11_lightning.nn.blocks")
+    importlib.import_module("yolo11_lightning.nn.head")
 

@@ -1,6 +1,9 @@
 """Built-in blocks. Importing this package registers every block with the registry."""
 
 from yolo11_lightning.nn.blocks.conv import Conv, DWConv
+from yolo11_lightning.nn.blocks.csp import Bottleneck, C3k, C3k2
+from yolo11_lightning.nn.blocks.misc import Concat
 from yolo11_lightning.nn.blocks.psa import C2PSA, Attention, PSABlock
+from yolo11_lightning.nn.blocks.sppf import SPPF
 
-__all__ = ["Attention", "C2PSA", "Conv", "DWConv", "PSABlock"]
+__all__ = ["Attention", "Bottleneck", "C2PSA", "C3k", "C3k2", "Concat", "Conv", "DWConv", "PSABlock", "SPPF"]
