@@ -1,0 +1,274 @@
+"""Geometric and photometric augmentation for detection, with boxes kept consistent.
+
+Images are ``uint8 (H, W, 3)`` BGR arrays (OpenCV's order; converted to RGB once at the end of the
+dataset), boxes ``float32 (n, 4)`` ``x1, y1, x2, y2`` in pixels, classes ``int64 (n,)``. Every random
+draw comes from the ``numpy.random.Generator`` passed in, so a sample is a function of its seed.
+Albumentations supplies the light pixel-level extras (blur, median blur, to-gray, CLAHE); the box-
+carrying steps (mosaic, affine, flips, letterbox) are written here because they need the exact
+reference geometry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import albumentations as A
+import cv2
+import numpy as np
+
+PAD_VALUE = 114
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation settings; the defaults are the reference's YOLO11 recipe.
+
+    Attributes:
+        mosaic: Probability of a 4-image mosaic.
+        degrees: Rotation range (+/- degrees).
+        translate: Translation range (+/- fraction of the output size).
+        scale: Scale range (1 +/- scale).
+        shear: Shear range (+/- degrees).
+        perspective: Perspective range (+/- fraction).
+        hsv_h: Hue gain (fraction of the hue circle).
+        hsv_s: Saturation gain.
+        hsv_v: Value gain.
+        fliplr: Probability of a horizontal flip.
+        flipud: Probability of a vertical flip.
+        extras_p: Probability of each albumentations extra (Blur, MedianBlur, ToGray, CLAHE).
+    """
+
+    mosaic: float = 1.0
+    degrees: float = 0.0
+    translate: float = 0.1
+    scale: float = 0.5
+    shear: float = 0.0
+    perspective: float = 0.0
+    hsv_h: float = 0.015
+    hsv_s: float = 0.7
+    hsv_v: float = 0.4
+    fliplr: float = 0.5
+    flipud: float = 0.0
+    extras_p: float = 0.01
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode an image to 8-bit BGR, applying EXIF orientation (grey, alpha and 16-bit converted).
+
+    Raises:
+        FileNotFoundError: If the file cannot be read or decoded.
+    """
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {path} (changed since the scan?)")
+    return image
+
+
+def resize_long_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize so the longer side equals ``size`` (aspect kept; sides rounded up, as the reference)."""
+    height, width = image.shape[:2]
+    ratio = size / max(height, width)
+    if ratio == 1:
+        return image
+    new_size = (min(math.ceil(width * ratio), size), min(math.ceil(height * ratio), size))
+    return cv2.resize(image, new_size, interpolation=cv2.INTER_LINEAR)
+
+
+def letterbox(
+    image: np.ndarray, shape: tuple[int, int], scaleup: bool = True
+) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
+    """Resize keeping the aspect ratio and pad (centred, value 114) to ``shape = (height, width)``.
+
+    Returns:
+        The padded image, the gains ``(gain_x, gain_y)`` of the resize (per axis, exact after
+        rounding) and the padding ``(pad_x, pad_y)`` on the left/top: new = old * gain + pad.
+    """
+    height, width = image.shape[:2]
+    ratio = min(shape[0] / height, shape[1] / width)
+    if not scaleup:
+        ratio = min(ratio, 1.0)
+    new_width, new_height = round(width * ratio), round(height * ratio)
+    if (new_width, new_height) != (width, height):
+        image = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
+    pad_w, pad_h = (shape[1] - new_width) / 2, (shape[0] - new_height) / 2
+    top, bottom = round(pad_h - 0.1), round(pad_h + 0.1)
+    left, right = round(pad_w - 0.1), round(pad_w + 0.1)
+    if top or bottom or left or right:
+        image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
+    return image, (new_width / width, new_height / height), (left, top)
+
+
+def mosaic4(
+    tiles: list[tuple[np.ndarray, np.ndarray, np.ndarray]], size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Place four ``(image, classes, boxes)`` tiles around a random centre of a ``2*size`` canvas.
+
+    Tiles go top-left, top-right, bottom-left, bottom-right of the centre, which is drawn uniformly
+    in ``[size/2, 3*size/2]`` on each axis. Boxes are shifted, clipped to the canvas, and boxes left
+    with no area are dropped.
+
+    Returns:
+        The ``(2*size, 2*size, 3)`` canvas, classes and boxes.
+    """
+    canvas = np.full((2 * size, 2 * size, 3), PAD_VALUE, dtype=np.uint8)
+    center_x, center_y = (int(rng.uniform(size // 2, 2 * size - size // 2)) for _ in range(2))
+    all_classes, all_boxes = [], []
+    for position, (image, classes, boxes) in enumerate(tiles):
+        h, w = image.shape[:2]
+        # canvas window (x1a, y1a, x2a, y2a) and the matching tile window (x1b, y1b, ...)
+        if position == 0:
+            x1a, y1a, x2a, y2a = max(center_x - w, 0), max(center_y - h, 0), center_x, center_y
+            x1b, y1b, x2b, y2b = w - (x2a - x1a), h - (y2a - y1a), w, h
+        elif position == 1:
+            x1a, y1a, x2a, y2a = center_x, max(center_y - h, 0), min(center_x + w, 2 * size), center_y
+            x1b, y1b, x2b, y2b = 0, h - (y2a - y1a), x2a - x1a, h
+        elif position == 2:
+            x1a, y1a, x2a, y2a = max(center_x - w, 0), center_y, center_x, min(2 * size, center_y + h)
+            x1b, y1b, x2b, y2b = w - (x2a - x1a), 0, w, y2a - y1a
+        else:
+            x1a, y1a, x2a, y2a = center_x, center_y, min(center_x + w, 2 * size), min(2 * size, center_y + h)
+            x1b, y1b, x2b, y2b = 0, 0, x2a - x1a, y2a - y1a
+        canvas[y1a:y2a, x1a:x2a] = image[y1b:y2b, x1b:x2b]
+        all_classes.append(classes)
+        all_boxes.append(boxes + np.array([x1a - x1b, y1a - y1b] * 2, dtype=np.float32))
+    classes = np.concatenate(all_classes)
+    boxes = np.concatenate(all_boxes).clip(0, 2 * size)
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return canvas, classes[keep], boxes[keep]
+
+
+def box_candidates(
+    before: np.ndarray, after: np.ndarray, min_side: float = 2.0, max_aspect: float = 100.0, min_area_ratio: float = 0.1
+) -> np.ndarray:
+    """Boxes worth keeping after a warp: sides > ``min_side`` px, aspect < ``max_aspect``, and at least
+    ``min_area_ratio`` of the area the box would have had unclipped (``before`` already scaled).
+
+    Returns:
+        Boolean mask ``(n,)``.
+    """
+    w1, h1 = before[:, 2] - before[:, 0], before[:, 3] - before[:, 1]
+    w2, h2 = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
+    aspect = np.maximum(w2 / (h2 + 1e-16), h2 / (w2 + 1e-16))
+    return (w2 > min_side) & (h2 > min_side) & (w2 * h2 / (w1 * h1 + 1e-16) > min_area_ratio) & (aspect < max_aspect)
+
+
+def random_affine(
+    image: np.ndarray,
+    classes: np.ndarray,
+    boxes: np.ndarray,
+    output_size: tuple[int, int],
+    config: AugmentConfig,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random perspective/rotation/scale/shear/translation about the image centre into ``output_size``.
+
+    The matrix is ``T @ S @ R @ P @ C`` (centre, perspective, rotate+scale, shear, translate) as in the
+    reference. Box corners are warped, their enclosing box clipped to the output, and remnants
+    failing ``box_candidates`` are dropped.
+
+    Args:
+        image: Input image (e.g. a ``2*size`` mosaic canvas).
+        classes: ``(n,)`` class ids.
+        boxes: ``(n, 4)`` pixel ``xyxy`` boxes.
+        output_size: ``(width, height)`` of the result.
+        config: Ranges of the random parameters.
+        rng: Source of every random draw.
+
+    Returns:
+        Warped image, kept classes and boxes.
+    """
+    out_w, out_h = output_size
+    center = np.eye(3)
+    center[0, 2], center[1, 2] = -image.shape[1] / 2, -image.shape[0] / 2
+    perspective = np.eye(3)
+    perspective[2, 0], perspective[2, 1] = rng.uniform(-config.perspective, config.perspective, 2)
+    rotation = np.eye(3)
+    angle = rng.uniform(-config.degrees, config.degrees)
+    scale = rng.uniform(1 - config.scale, 1 + config.scale)
+    rotation[:2] = cv2.getRotationMatrix2D(angle=angle, center=(0, 0), scale=scale)
+    shear = np.eye(3)
+    shear[0, 1], shear[1, 0] = np.tan(np.deg2rad(rng.uniform(-config.shear, config.shear, 2)))
+    translation = np.eye(3)
+    translation[0, 2] = rng.uniform(0.5 - config.translate, 0.5 + config.translate) * out_w
+    translation[1, 2] = rng.uniform(0.5 - config.translate, 0.5 + config.translate) * out_h
+    matrix = translation @ shear @ rotation @ perspective @ center
+
+    if config.perspective:
+        image = cv2.warpPerspective(image, matrix, dsize=(out_w, out_h), borderValue=(PAD_VALUE,) * 3)
+    elif image.shape[:2] != (out_h, out_w) or not np.allclose(matrix, np.eye(3)):
+        image = cv2.warpAffine(image, matrix[:2], dsize=(out_w, out_h), borderValue=(PAD_VALUE,) * 3)
+    if len(boxes) == 0:
+        return image, classes, boxes
+
+    n = len(boxes)
+    corners = np.ones((n * 4, 3))
+    corners[:, :2] = boxes[:, [0, 1, 2, 3, 0, 3, 2, 1]].reshape(n * 4, 2)  # (x1,y1) (x2,y2) (x1,y2) (x2,y1)
+    corners = corners @ matrix.T
+    xy = (corners[:, :2] / corners[:, 2:3] if config.perspective else corners[:, :2]).reshape(n, 8)
+    xs, ys = xy[:, 0::2], xy[:, 1::2]
+    warped = np.stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)], axis=1)
+    warped[:, [0, 2]] = warped[:, [0, 2]].clip(0, out_w)
+    warped[:, [1, 3]] = warped[:, [1, 3]].clip(0, out_h)
+    keep = box_candidates(boxes * scale, warped)
+    return image, classes[keep], warped[keep].astype(np.float32)
+
+
+def hsv_jitter(image: np.ndarray, gains: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
+    """Random hue shift and saturation/value scaling through lookup tables (in place, BGR)."""
+    if not any(gains):
+        return image
+    draw = rng.uniform(-1, 1, 3) * np.asarray(gains)
+    x = np.arange(256, dtype=np.float64)
+    lut_hue = ((x + draw[0] * 180) % 180).astype(np.uint8)
+    lut_sat = np.clip(x * (1 + draw[1]), 0, 255).astype(np.uint8)
+    lut_val = np.clip(x * (1 + draw[2]), 0, 255).astype(np.uint8)
+    lut_sat[0] = 0  # keep pure greys grey
+    hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_BGR2HSV))
+    merged = cv2.merge((cv2.LUT(hue, lut_hue), cv2.LUT(sat, lut_sat), cv2.LUT(val, lut_val)))
+    cv2.cvtColor(merged, cv2.COLOR_HSV2BGR, dst=image)
+    return image
+
+
+def flip_horizontal(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror left-right; boxes follow."""
+    width = image.shape[1]
+    boxes = boxes.copy()
+    boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+    return np.ascontiguousarray(image[:, ::-1]), boxes
+
+
+def flip_vertical(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror top-bottom; boxes follow."""
+    height = image.shape[0]
+    boxes = boxes.copy()
+    boxes[:, [1, 3]] = height - boxes[:, [3, 1]]
+    return np.ascontiguousarray(image[::-1]), boxes
+
+
+class PixelExtras:
+    """The reference's light albumentations extras (pixel-level only, so boxes are unaffected).
+
+    Which extras fire is drawn from the sample's generator; each firing transform is seeded from it
+    too, so the result depends only on the sample's seed.
+
+    Args:
+        p: Probability of each of Blur, MedianBlur, ToGray and CLAHE; 0 disables them.
+    """
+
+    def __init__(self, p: float = 0.01) -> None:
+        self.p = p
+        self.transforms = [A.Blur(p=1.0), A.MedianBlur(p=1.0), A.ToGray(p=1.0), A.CLAHE(p=1.0)] if p > 0 else []
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Apply each extra with probability ``p`` (uint8 BGR in, uint8 BGR out)."""
+        if not self.transforms:
+            return image
+        fire = rng.random(len(self.transforms)) < self.p
+        seeds = rng.integers(2**32, size=len(self.transforms))
+        for transform, fires, seed in zip(self.transforms, fire, seeds):
+            if fires:
+                transform.set_random_seed(int(seed))
+                image = transform(image=image)["image"]
+        return image

@@ -1,0 +1,228 @@
+"""``YOLODataModule``: a ``data.yaml`` in, training and evaluation batches out (one device or DDP)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import cv2
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from yolo11_lightning.data.augment import AugmentConfig
+from yolo11_lightning.data.config import list_image_files, load_data_config
+from yolo11_lightning.data.dataset import YOLODataset, collate
+from yolo11_lightning.data.samplers import TrainingSampler, ValidationSampler
+from yolo11_lightning.data.scan import ScanSummary, scan_split
+
+log = logging.getLogger(__name__)
+
+
+def _worker_init(_worker_id: int) -> None:
+    cv2.setNumThreads(0)  # one OpenCV thread per worker process: workers already run in parallel
+
+
+class YOLODataModule(pl.LightningDataModule):
+    """Training and evaluation data from a YOLO-format ``data.yaml``.
+
+    Training uses mosaic, random affine, HSV, flips and the light albumentations extras (defaults:
+    the reference's YOLO11 recipe); evaluation letterboxes to ``imgsz`` (rectangular batches by
+    default). Every random choice of a training sample depends only on ``(seed, epoch, index)``.
+    Under DDP both loaders shard by themselves (training: shuffled, padded; evaluation: every image
+    exactly once); their samplers are ``DistributedSampler`` subclasses, so Lightning keeps them
+    whatever ``use_distributed_sampler`` is set to.
+
+    Args:
+        data: Path to the ``data.yaml`` (``path`` + ``train``/``val``/``test`` as folders, ``.txt``
+            lists or lists of either; Roboflow ``../train/images`` entries; ``names`` list or map).
+        imgsz: Network input size in pixels (square training canvas; long side for evaluation).
+        batch_size: Training images per batch and process.
+        workers: DataLoader worker processes per loader (0 loads in the main process).
+        val_batch_size: Evaluation batch size; defaults to ``2 * batch_size``.
+        rect: Rectangular evaluation batches grouped by aspect ratio (0.5-stride pad); otherwise
+            every evaluation image is letterboxed to ``imgsz`` square.
+        seed: Base seed of the training shuffle and of every per-sample augmentation.
+        close_mosaic: Turn mosaic off for the last N epochs of ``trainer.max_epochs`` (0: never).
+        cache_images: Keep all images (resized to ``imgsz``) in RAM; about ``imgsz**2 * 3 * 0.6``
+            bytes per image.
+        pin_memory: Page-locked batches for faster host-to-GPU copies.
+        persistent_workers: Keep worker processes alive between epochs.
+        scan_cache: Read/write the verification cache beside the labels.
+        stride: Largest network stride; evaluation shapes are multiples of it.
+        mosaic: Probability of a 4-image mosaic.
+        degrees: Random rotation range (+/- degrees).
+        translate: Random translation (+/- fraction of the image size).
+        scale: Random scale gain range (1 +/- scale).
+        shear: Random shear range (+/- degrees).
+        perspective: Random perspective range (+/- fraction).
+        hsv_h: Hue jitter (fraction of the hue circle).
+        hsv_s: Saturation jitter (gain fraction).
+        hsv_v: Value jitter (gain fraction).
+        fliplr: Probability of a horizontal flip.
+        flipud: Probability of a vertical flip.
+        albumentations_p: Probability of each albumentations extra (Blur, MedianBlur, ToGray, CLAHE).
+    """
+
+    def __init__(
+        self,
+        data: str,
+        imgsz: int = 640,
+        batch_size: int = 16,
+        workers: int = 8,
+        val_batch_size: int | None = None,
+        rect: bool = True,
+        seed: int = 0,
+        close_mosaic: int = 10,
+        cache_images: bool = False,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        scan_cache: bool = True,
+        stride: int = 32,
+        mosaic: float = 1.0,
+        degrees: float = 0.0,
+        translate: float = 0.1,
+        scale: float = 0.5,
+        shear: float = 0.0,
+        perspective: float = 0.0,
+        hsv_h: float = 0.015,
+        hsv_s: float = 0.7,
+        hsv_v: float = 0.4,
+        fliplr: float = 0.5,
+        flipud: float = 0.0,
+        albumentations_p: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if imgsz % stride:
+            raise ValueError(f"imgsz={imgsz} must be a multiple of stride={stride}")
+        self.config = load_data_config(data)
+        self.names: dict[int, str] = dict(self.config.names)
+        self.num_classes: int = self.config.num_classes
+        self.imgsz = imgsz
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or 2 * batch_size
+        self.workers = workers
+        self.augment = AugmentConfig(
+            mosaic=mosaic, degrees=degrees, translate=translate, scale=scale, shear=shear, perspective=perspective,
+            hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v, fliplr=fliplr, flipud=flipud, extras_p=albumentations_p,
+        )  # fmt: skip
+        self.datasets: dict[str, YOLODataset] = {}
+        self.summaries: dict[str, ScanSummary] = {}
+        self._mosaic_override: bool | None = None
+
+    # ----------------------------------------------------------------------------------------- setup
+    def _dataset(self, split: str) -> YOLODataset:
+        if split not in self.datasets:
+            if split not in self.config.splits:
+                raise ValueError(f"{self.config.yaml_path}: no '{split}' split")
+            sources = self.config.splits[split]
+            files = list_image_files(sources)
+            records, summary = scan_split(
+                files, self.num_classes, split, ", ".join(map(str, sources)), use_cache=self.hparams.scan_cache
+            )
+            self.summaries[split] = summary
+            self.datasets[split] = YOLODataset(
+                records,
+                self.imgsz,
+                augment=self.augment if split == "train" else None,
+                seed=self.hparams.seed,
+                cache_images=self.hparams.cache_images,
+            )
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        """Scan (or load the cache of) the splits the stage needs."""
+        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage or "fit", [])
+        for split in wanted:
+            if split == "val" and stage == "fit" and "val" not in self.config.splits:
+                continue  # training without validation
+            self._dataset(split)
+
+    # ------------------------------------------------------------------------------ mosaic switch
+    def mosaic_enabled(self, epoch: int) -> bool:
+        """Whether mosaic is on in ``epoch``: the ``set_mosaic`` override if any, else on until the
+        last ``close_mosaic`` epochs of ``trainer.max_epochs`` (always on without a trainer)."""
+        if self._mosaic_override is not None:
+            return self._mosaic_override
+        trainer = self._trainer_or_none()
+        max_epochs = getattr(trainer, "max_epochs", None) if trainer is not None else None
+        if not max_epochs or max_epochs < 0 or self.hparams.close_mosaic <= 0:
+            return True
+        return epoch < max_epochs - self.hparams.close_mosaic
+
+    def set_mosaic(self, enabled: bool | None) -> None:
+        """Force mosaic on/off from the next epoch's iterator on (``None``: back to the epoch rule).
+
+        Saved in the checkpoint through ``state_dict``.
+        """
+        self._mosaic_override = enabled
+
+    def state_dict(self) -> dict[str, Any]:
+        """State saved in checkpoints: the mosaic override."""
+        return {"mosaic_override": self._mosaic_override}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore ``state_dict``'s output."""
+        self._mosaic_override = state_dict.get("mosaic_override")
+
+    # -------------------------------------------------------------------------------- dataloaders
+    def _trainer_or_none(self) -> pl.Trainer | None:
+        return self.trainer
+
+    def _replicas(self) -> tuple[int, int]:
+        trainer = self._trainer_or_none()
+        if trainer is not None:
+            return trainer.world_size, trainer.global_rank
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
+    def _loader(self, dataset: YOLODataset, sampler: torch.utils.data.Sampler, batch_size: int) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.workers,
+            pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.hparams.persistent_workers and self.workers > 0,
+            collate_fn=collate,
+            worker_init_fn=_worker_init if self.workers > 0 else None,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled (seeded), sharded across processes, mosaic switched by ``mosaic_enabled``."""
+        dataset = self._dataset("train")
+        num_replicas, rank = self._replicas()
+        sampler = TrainingSampler(
+            len(dataset), seed=self.hparams.seed, num_replicas=num_replicas, rank=rank, mosaic_for_epoch=self.mosaic_enabled
+        )
+        trainer = self._trainer_or_none()
+        if trainer is not None:
+            # Lightning creates the first iterator before it calls set_epoch (a resumed run would
+            # replay epoch 0's order): start from the epoch the loop is about to run.
+            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+        return self._loader(dataset, sampler, self.batch_size)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        dataset = self._dataset(split)
+        num_replicas, rank = self._replicas()
+        sampler = ValidationSampler(
+            dataset.image_shapes,
+            self.imgsz,
+            self.val_batch_size,
+            stride=self.hparams.stride,
+            rect=self.hparams.rect,
+            num_replicas=num_replicas,
+            rank=rank,
+        )
+        return self._loader(dataset, sampler, self.val_batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        """Every validation image exactly once across processes, letterboxed (rect batches)."""
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        """Like ``val_dataloader`` for the ``test`` split."""
+        return self._eval_loader("test")

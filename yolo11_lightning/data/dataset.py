@@ -1,0 +1,195 @@
+"""The detection dataset: decode, augment or letterbox, and collate into the batch dict.
+
+A sample is built from a ``SampleRequest`` (or a bare index). Training samples draw every random
+choice from ``numpy.random.default_rng([seed, epoch, index])``, so a sample is the same whichever
+worker or process builds it. Evaluation samples are letterboxed to the requested shape and carry
+the mapping back to original pixels.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from yolo11_lightning.data.augment import (
+    AugmentConfig,
+    PixelExtras,
+    flip_horizontal,
+    flip_vertical,
+    hsv_jitter,
+    letterbox,
+    mosaic4,
+    random_affine,
+    read_image,
+    resize_long_side,
+)
+from yolo11_lightning.data.samplers import SampleRequest
+from yolo11_lightning.data.scan import ImageRecord
+
+
+class YOLODataset(Dataset):
+    """Images and boxes of one split.
+
+    Args:
+        records: Verified images and labels (from ``scan_split``).
+        imgsz: Network input size (long side / square side).
+        augment: Training augmentation settings, or ``None`` for evaluation (letterbox only).
+        seed: Base seed of the per-sample random generators.
+        cache_images: Keep every image, resized to ``imgsz`` on its long side, in RAM (loaded once,
+            shared with forked workers copy-on-write).
+        buffer_size: Per-process LRU buffer of recently decoded images (mosaic reuses them); 0 disables.
+    """
+
+    def __init__(
+        self,
+        records: list[ImageRecord],
+        imgsz: int,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        cache_images: bool = False,
+        buffer_size: int = 64,
+    ) -> None:
+        self.records = records
+        self.imgsz = imgsz
+        self.augment = augment
+        self.seed = seed
+        self.buffer_size = buffer_size
+        self.extras = PixelExtras(augment.extras_p) if augment is not None else None
+        self._buffer: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._ram: list[np.ndarray] | None = None
+        if cache_images:
+            with ThreadPoolExecutor(8) as pool:
+                self._ram = list(pool.map(self._decode, range(len(records))))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def image_shapes(self) -> np.ndarray:
+        """``int64 (n, 2)`` original ``(height, width)`` of every image."""
+        return np.array([(r.height, r.width) for r in self.records], dtype=np.int64).reshape(-1, 2)
+
+    def _decode(self, index: int) -> np.ndarray:
+        return resize_long_side(read_image(str(self.records[index].path)), self.imgsz)
+
+    def load_image(self, index: int) -> np.ndarray:
+        """The image resized to ``imgsz`` on its long side (BGR uint8), from RAM, buffer or disk."""
+        if self._ram is not None:
+            return self._ram[index]
+        image = self._buffer.get(index)
+        if image is not None:
+            self._buffer.move_to_end(index)
+            return image
+        image = self._decode(index)
+        if self.buffer_size:
+            self._buffer[index] = image
+            if len(self._buffer) > self.buffer_size:
+                self._buffer.popitem(last=False)
+        return image
+
+    def _pixel_boxes(self, index: int, width: int, height: int) -> np.ndarray:
+        """The image's boxes as pixel ``xyxy`` for an image of ``width`` x ``height``."""
+        cx, cy, w, h = self.records[index].boxes.T
+        return np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1).astype(np.float32)
+
+    def _tile(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        image = self.load_image(index)
+        return image, self.records[index].classes, self._pixel_boxes(index, image.shape[1], image.shape[0])
+
+    def _train_sample(self, request: SampleRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        config = self.augment
+        assert config is not None and self.extras is not None
+        rng = np.random.default_rng([self.seed, request.epoch, request.index])
+        size = self.imgsz
+        if request.mosaic and rng.random() < config.mosaic:
+            partners = rng.integers(0, len(self.records), 3)
+            tiles = [self._tile(i) for i in (request.index, *partners.tolist())]
+            image, classes, boxes = mosaic4(tiles, size, rng)
+        else:
+            image, classes, boxes = self._tile(request.index)
+            image, (gain_x, gain_y), (pad_x, pad_y) = letterbox(image, (size, size))
+            boxes = boxes * np.array([gain_x, gain_y, gain_x, gain_y], np.float32) + np.array([pad_x, pad_y] * 2, np.float32)
+        image, classes, boxes = random_affine(image, classes, boxes, (size, size), config, rng)
+        image = self.extras(image, rng)
+        image = hsv_jitter(image, (config.hsv_h, config.hsv_s, config.hsv_v), rng)
+        if rng.random() < config.flipud:
+            image, boxes = flip_vertical(image, boxes)
+        if rng.random() < config.fliplr:
+            image, boxes = flip_horizontal(image, boxes)
+        return image, classes, boxes
+
+    def __getitem__(self, request: int | SampleRequest) -> dict[str, Any]:
+        """Build one sample.
+
+        Args:
+            request: An index (epoch 0, mosaic on, ``imgsz`` square) or a ``SampleRequest``.
+
+        Returns:
+            ``image`` uint8 ``(H, W, 3)`` **BGR** (the collate makes the RGB ``(B, 3, H, W)`` batch),
+            ``classes`` int64 ``(n,)``, ``boxes`` float32 ``(n, 4)`` normalised ``cx, cy, w, h`` of
+            the output image, ``image_id``, ``orig_shape`` ``(h, w)``, ``ratio_pad`` ``(gain_x,
+            gain_y, pad_x, pad_y)`` (identity ``(1, 1, 0, 0)`` for augmented samples) and ``path``.
+        """
+        if not isinstance(request, SampleRequest):
+            request = SampleRequest(int(request))
+        record = self.records[request.index]
+        if self.augment is not None:
+            image, classes, boxes = self._train_sample(request)
+            ratio_pad = (1.0, 1.0, 0.0, 0.0)
+        else:
+            resized = self.load_image(request.index)
+            shape = request.shape or (self.imgsz, self.imgsz)
+            image, (letterbox_x, letterbox_y), (pad_x, pad_y) = letterbox(resized, shape, scaleup=False)
+            # overall gain original -> input, per axis: (letterboxed side in pixels) / (original side)
+            gain_x = letterbox_x * resized.shape[1] / record.width
+            gain_y = letterbox_y * resized.shape[0] / record.height
+            classes = record.classes
+            boxes = self._pixel_boxes(request.index, record.width, record.height)
+            boxes = boxes * np.array([gain_x, gain_y, gain_x, gain_y], np.float32) + np.array([pad_x, pad_y] * 2, np.float32)
+            ratio_pad = (gain_x, gain_y, float(pad_x), float(pad_y))
+        height, width = image.shape[:2]
+        normalised = np.empty_like(boxes)
+        normalised[:, 0] = (boxes[:, 0] + boxes[:, 2]) / (2 * width)
+        normalised[:, 1] = (boxes[:, 1] + boxes[:, 3]) / (2 * height)
+        normalised[:, 2] = (boxes[:, 2] - boxes[:, 0]) / width
+        normalised[:, 3] = (boxes[:, 3] - boxes[:, 1]) / height
+        return {
+            "image": image,
+            "classes": classes,
+            "boxes": normalised,
+            "image_id": request.index,
+            "orig_shape": (record.height, record.width),
+            "ratio_pad": ratio_pad,
+            "path": str(record.path),
+        }
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples into the batch dict of ``docs/design.md``.
+
+    The images go from ``(H, W, 3)`` BGR to one ``uint8 (B, 3, H, W)`` RGB tensor in a single copy;
+    the targets ``float32 (N, 6)`` rows ``(image_index, class, cx, cy, w, h)`` are built in one go.
+    """
+    height, width = samples[0]["image"].shape[:2]
+    images = np.empty((len(samples), 3, height, width), dtype=np.uint8)
+    for i, sample in enumerate(samples):
+        images[i] = sample["image"].transpose(2, 0, 1)[::-1]  # HWC BGR -> CHW RGB
+    counts = [len(sample["classes"]) for sample in samples]
+    targets = np.empty((sum(counts), 6), dtype=np.float32)
+    targets[:, 0] = np.repeat(np.arange(len(samples)), counts)
+    if targets.shape[0]:
+        targets[:, 1] = np.concatenate([sample["classes"] for sample in samples])
+        targets[:, 2:] = np.concatenate([sample["boxes"] for sample in samples])
+    return {
+        "images": torch.from_numpy(images),
+        "targets": torch.from_numpy(targets),
+        "image_ids": torch.tensor([sample["image_id"] for sample in samples], dtype=torch.int64),
+        "orig_shapes": torch.tensor([sample["orig_shape"] for sample in samples], dtype=torch.int64),
+        "ratio_pad": torch.tensor([sample["ratio_pad"] for sample in samples], dtype=torch.float32),
+        "paths": [sample["path"] for sample in samples],
+    }

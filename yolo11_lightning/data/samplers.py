@@ -1,0 +1,137 @@
+"""Samplers that carry each sample's instructions, for one process or many.
+
+Both samplers subclass ``torch.utils.data.DistributedSampler`` (with explicit ``num_replicas`` and
+``rank``, so they work without ``torch.distributed``), which also tells Lightning not to replace them.
+They yield ``SampleRequest`` tuples instead of bare indices: the epoch, the mosaic switch and the
+letterbox shape travel with the index from the main process to the worker that builds the sample,
+so persistent workers never hold stale state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import numpy as np
+from torch.utils.data import DistributedSampler
+
+
+class SampleRequest(NamedTuple):
+    """What the dataset should build.
+
+    Attributes:
+        index: Image index in the split.
+        epoch: Epoch number (seeds the sample's augmentation together with the seed and index).
+        mosaic: Whether mosaic is enabled for this epoch.
+        shape: Letterbox ``(height, width)`` for evaluation samples; ``None`` means ``imgsz`` square.
+    """
+
+    index: int
+    epoch: int = 0
+    mosaic: bool = True
+    shape: tuple[int, int] | None = None
+
+
+class TrainingSampler(DistributedSampler):
+    """Seeded shuffling sampler, sharded across ``num_replicas`` processes (padding by repetition).
+
+    The order of an epoch is a permutation drawn from ``(seed, epoch)`` only; rank ``r`` takes every
+    ``num_replicas``-th entry from position ``r``. Call ``set_epoch`` before each epoch (Lightning does).
+
+    Args:
+        num_images: Size of the split.
+        seed: Base seed of the shuffle.
+        shuffle: Shuffle (otherwise index order).
+        num_replicas: Number of processes.
+        rank: This process's rank.
+        drop_last: Drop the tail instead of padding it to a multiple of ``num_replicas``.
+        mosaic_for_epoch: Returns whether mosaic is on in a given epoch (default: always).
+    """
+
+    def __init__(
+        self,
+        num_images: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last: bool = False,
+        mosaic_for_epoch: Callable[[int], bool] | None = None,
+    ) -> None:
+        super().__init__(range(num_images), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        self.mosaic_for_epoch = mosaic_for_epoch
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The global order of an epoch (before sharding), length ``total_size``."""
+        count = len(self.dataset)
+        order = np.random.default_rng([self.seed, epoch]).permutation(count) if self.shuffle else np.arange(count)
+        return order[: self.total_size] if self.drop_last else np.resize(order, self.total_size)
+
+    def __iter__(self) -> Iterator[SampleRequest]:  # type: ignore[override]
+        epoch = self.epoch
+        mosaic = True if self.mosaic_for_epoch is None else bool(self.mosaic_for_epoch(epoch))
+        for index in self.epoch_order(epoch)[self.rank :: self.num_replicas]:
+            yield SampleRequest(int(index), epoch, mosaic)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def rect_batch_shape(aspect_ratios: np.ndarray, imgsz: int, stride: int, pad: float) -> tuple[int, int]:
+    """Letterbox shape ``(height, width)`` for a batch of images with height/width ``aspect_ratios``.
+
+    The long side is ``imgsz``; each side is rounded up to the stride multiple after adding ``pad``
+    strides (the reference's 0.5-stride pad for validation).
+    """
+    low, high = float(aspect_ratios.min()), float(aspect_ratios.max())
+    relative = (high, 1.0) if high < 1 else (1.0, 1.0 / low) if low > 1 else (1.0, 1.0)
+    return tuple(int(np.ceil(side * imgsz / stride + pad)) * stride for side in relative)  # type: ignore[return-value]
+
+
+class ValidationSampler(DistributedSampler):
+    """Evaluation sampler: every image exactly once across ranks (no padding, no duplicates).
+
+    Ranks get contiguous, near-equal slices of the order (sizes differ by at most one). With
+    ``rect``, the order sorts images by aspect ratio and each run of ``batch_size`` requests within a
+    rank's slice shares one letterbox shape (use the same ``batch_size`` in the DataLoader, no
+    ``drop_last``); otherwise every image is letterboxed to ``imgsz`` square.
+
+    Args:
+        image_shapes: ``(n, 2)`` original ``(height, width)`` of each image.
+        imgsz: Long side of the network input.
+        batch_size: Batch size of the DataLoader that consumes this sampler.
+        stride: Largest network stride; shapes are multiples of it.
+        rect: Rectangular batches grouped by aspect ratio.
+        pad: Extra strides added before rounding a rectangular shape up.
+        num_replicas: Number of processes.
+        rank: This process's rank.
+    """
+
+    def __init__(
+        self,
+        image_shapes: np.ndarray,
+        imgsz: int,
+        batch_size: int,
+        stride: int = 32,
+        rect: bool = True,
+        pad: float = 0.5,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        image_shapes = np.asarray(image_shapes, dtype=np.float64).reshape(-1, 2)
+        super().__init__(range(len(image_shapes)), num_replicas=num_replicas, rank=rank, shuffle=False)
+        aspect = image_shapes[:, 0] / image_shapes[:, 1]
+        order = np.argsort(aspect, kind="stable") if rect else np.arange(len(image_shapes))
+        self.indices = np.array_split(order, num_replicas)[rank]
+        self.shapes: list[tuple[int, int]] = []
+        for start in range(0, len(self.indices), batch_size):
+            batch = self.indices[start : start + batch_size]
+            shape = rect_batch_shape(aspect[batch], imgsz, stride, pad) if rect else (imgsz, imgsz)
+            self.shapes.extend([shape] * len(batch))
+
+    def __iter__(self) -> Iterator[SampleRequest]:  # type: ignore[override]
+        for index, shape in zip(self.indices, self.shapes):
+            yield SampleRequest(int(index), 0, False, shape)
+
+    def __len__(self) -> int:
+        return len(self.indices)
