@@ -1,5 +1,18 @@
 """The YOLO11 network in plain PyTorch: blocks, registry, builder, weights. No Lightning import."""
 
+from yolo11_lightning.nn.builder import build_model
+from yolo11_lightning.nn.model import DetectionModel
 from yolo11_lightning.nn.registry import BlockSpec, get_block, register_block, registered_blocks
+from yolo11_lightning.nn.summary import model_summary
+from yolo11_lightning.nn.weights import load_weights
 
-__all__ = ["BlockSpec", "get_block", "register_block", "registered_blocks"]
+__all__ = [
+    "BlockSpec",
+    "DetectionModel",
+    "build_model",
+    "get_block",
+    "load_weights",
+    "model_summary",
+    "register_block",
+    "registered_blocks",
+]
