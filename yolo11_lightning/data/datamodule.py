@@ -62,6 +62,7 @@ class YOLODataModule(pl.LightningDataModule):
         fliplr: Probability of a horizontal flip.
         flipud: Probability of a vertical flip.
         albumentations_p: Probability of each albumentations extra (Blur, MedianBlur, ToGray, CLAHE).
+        predict_split: Split of ``data.yaml`` that ``predict`` runs on.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class YOLODataModule(pl.LightningDataModule):
         fliplr: float = 0.5,
         flipud: float = 0.0,
         albumentations_p: float = 0.01,
+        predict_split: str = "val",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -103,6 +105,7 @@ class YOLODataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or 2 * batch_size
         self.workers = workers
+        self.predict_split = predict_split
         self.augment = AugmentConfig(
             mosaic=mosaic, degrees=degrees, translate=translate, scale=scale, shear=shear, perspective=perspective,
             hsv_h=hsv_h, hsv_s=hsv_s, hsv_v=hsv_v, fliplr=fliplr, flipud=flipud, extras_p=albumentations_p,
@@ -133,7 +136,9 @@ class YOLODataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Scan (or load the cache of) the splits the stage needs."""
-        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage or "fit", [])
+        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": [self.predict_split]}.get(
+            stage or "fit", []
+        )
         for split in wanted:
             if split == "val" and stage == "fit" and "val" not in self.config.splits:
                 continue  # training without validation
@@ -226,3 +231,7 @@ class YOLODataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """Like ``val_dataloader`` for the ``test`` split."""
         return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        """Like ``val_dataloader`` for the split named by ``predict_split`` (labels optional)."""
+        return self._eval_loader(self.predict_split)
