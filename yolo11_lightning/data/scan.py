@@ -98,6 +98,13 @@ class _Checked:
     corrupt_reason: str = ""
 
 
+def _png_bit_depth(path: Path) -> int:
+    """Bits per channel from a PNG's IHDR chunk (PIL reports 16-bit RGB PNGs as plain ``RGB``)."""
+    with open(path, "rb") as handle:
+        header = handle.read(25)
+    return header[24] if len(header) == 25 else 8
+
+
 def _check_image(path: Path) -> tuple[int, int, Counter[str]]:
     """Return (height, width, fixes) after full verification; raise on unreadable images."""
     fixes: Counter[str] = Counter()
@@ -116,7 +123,7 @@ def _check_image(path: Path) -> tuple[int, int, Counter[str]]:
             width, height = height, width
         if orientation not in (1, None):
             fixes["exif"] += 1
-        if image.mode not in _PLAIN_MODES:
+        if image.mode not in _PLAIN_MODES or (image.format == "PNG" and _png_bit_depth(path) > 8):
             fixes["converted"] += 1
     if min(width, height) < 2:
         raise ValueError(f"image size {width}x{height} is too small")
