@@ -1,9 +1,26 @@
 """Built-in blocks. Importing this package registers every block with the registry."""
 
+from yolo11_lightning.nn.blocks.c2psa_mlla import C2PSAMLLA
 from yolo11_lightning.nn.blocks.conv import Conv, DWConv
 from yolo11_lightning.nn.blocks.csp import Bottleneck, C3k, C3k2
+from yolo11_lightning.nn.blocks.focal import FocalModulation
 from yolo11_lightning.nn.blocks.misc import Concat
+from yolo11_lightning.nn.blocks.mlla import MLLAttention
 from yolo11_lightning.nn.blocks.psa import C2PSA, Attention, PSABlock
 from yolo11_lightning.nn.blocks.sppf import SPPF
 
-__all__ = ["Attention", "Bottleneck", "C2PSA", "C3k", "C3k2", "Concat", "Conv", "DWConv", "PSABlock", "SPPF"]
+__all__ = [
+    "Attention",
+    "Bottleneck",
+    "C2PSA",
+    "C2PSAMLLA",
+    "C3k",
+    "C3k2",
+    "Concat",
+    "Conv",
+    "DWConv",
+    "FocalModulation",
+    "MLLAttention",
+    "PSABlock",
+    "SPPF",
+]
