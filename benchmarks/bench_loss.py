@@ -3,7 +3,7 @@
 Same raw predictions and targets for both, measured in the same run, alternating, median of the
 repeats. Default: batch 16 at 640x640 (maps 80/40/20), nc=80, 50 boxes per image.
 
-    .venv/bin/python benchmarks/bench_loss.py [--batch 16] [--imgsz 640] [--boxes 50] [--repeats 5]
+    .venv/bin/python benchmarks/bench_loss.py [--batch 16] [--imgsz 640] [--boxes 50] [--repeats 5] [--threads N]
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ def main() -> None:
     parser.add_argument("--nc", type=int, default=80)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave the default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from ultralytics.nn.tasks import DetectionModel
     from ultralytics.utils import IterableSimpleNamespace

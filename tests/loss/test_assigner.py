@@ -123,7 +123,7 @@ def test_parity_with_ties() -> None:
     assert tiny.any() and (ours.target_weights[0][tiny] == 0).all()  # picked among zero-metric ties
 
 
-def test_chunked_equals_dense() -> None:
+def test_chunked_per_axis_and_logit_variants_equal_dense() -> None:
     gen = torch.Generator().manual_seed(3)
     nc, imgsz = 7, 256
     anchors = anchors_for(imgsz)
@@ -134,9 +134,19 @@ def test_chunked_equals_dense() -> None:
     chunked = TaskAlignedAssigner(nc, max_pair_elements=2 * pairs_per_image)(
         scores, pred_boxes, anchors, labels, boxes, mask
     )
+    shapes = [(imgsz // s, imgsz // s) for s in STRIDES]
+    per_axis = TaskAlignedAssigner(nc)(scores, pred_boxes, anchors, labels, boxes, mask, grid_shapes=shapes)
+    from_logits = TaskAlignedAssigner(nc)(
+        scores.logit(), pred_boxes, anchors, labels, boxes, mask, grid_shapes=shapes, scores_are_logits=True
+    )
     assert dense.fg_mask.sum() > 100 and not dense.fg_mask[1].any()
     for field in ("fg_mask", "target_gt_idx", "target_labels", "target_boxes", "target_weights"):
         assert torch.equal(getattr(dense, field), getattr(chunked, field)), field
+        assert torch.equal(getattr(dense, field), getattr(per_axis, field)), field
+    assert torch.equal(dense.fg_mask, from_logits.fg_mask)
+    torch.testing.assert_close(dense.target_weights, from_logits.target_weights, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="grid_shapes"):
+        TaskAlignedAssigner(nc)(scores, pred_boxes, anchors, labels, boxes, mask, grid_shapes=shapes[:2])
 
 
 def test_no_boxes_is_all_background() -> None:

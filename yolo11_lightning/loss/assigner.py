@@ -16,6 +16,7 @@ the sparse list of positive pairs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -94,6 +95,8 @@ class TaskAlignedAssigner:
         gt_labels: torch.Tensor,
         gt_boxes: torch.Tensor,
         gt_mask: torch.Tensor,
+        grid_shapes: Sequence[tuple[int, int]] | None = None,
+        scores_are_logits: bool = False,
     ) -> Assignment:
         """Assign ground-truth boxes to anchors.
 
@@ -104,6 +107,12 @@ class TaskAlignedAssigner:
             gt_labels: (B, M) class of each padded box (any numeric dtype).
             gt_boxes: (B, M, 4) ``xyxy`` boxes, zero rows for padding.
             gt_mask: (B, M) bool, True for real boxes.
+            grid_shapes: Optional ``(height, width)`` per level when ``anchor_points`` are the
+                concatenated row-major level grids (as :func:`~yolo11_lightning.boxes.make_anchors`
+                builds them); the inside-box test is then done per axis, which is much cheaper.
+                The result is the same.
+            scores_are_logits: ``pred_scores`` are logits; the sigmoid is then applied only to
+                the few (anchor, class) scores the metric needs.
 
         Returns:
             The :class:`Assignment`, all tensors on the input device, floats in float32.
@@ -111,6 +120,8 @@ class TaskAlignedAssigner:
         batch, num_anchors, num_classes = pred_scores.shape
         num_boxes = gt_boxes.shape[1]
         self._check_inputs(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, gt_mask)
+        if grid_shapes is not None and sum(h * w for h, w in grid_shapes) != num_anchors:
+            raise ValueError(f"grid_shapes {list(grid_shapes)} do not add up to {num_anchors} anchors")
         pred_scores, pred_boxes = pred_scores.float(), pred_boxes.float()
         anchor_points, gt_boxes = anchor_points.float(), gt_boxes.float()
         gt_labels, gt_mask = gt_labels.long(), gt_mask.bool()
@@ -119,7 +130,9 @@ class TaskAlignedAssigner:
             return self._background(batch, num_anchors, pred_scores.device)
         images_per_chunk = max(1, self.max_pair_elements // (num_boxes * num_anchors))
         if images_per_chunk >= batch:
-            return self._assign(pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, gt_mask)
+            return self._assign(
+                pred_scores, pred_boxes, anchor_points, gt_labels, gt_boxes, gt_mask, grid_shapes, scores_are_logits
+            )
         parts = [
             self._assign(
                 pred_scores[start : start + images_per_chunk],
@@ -128,6 +141,8 @@ class TaskAlignedAssigner:
                 gt_labels[start : start + images_per_chunk],
                 gt_boxes[start : start + images_per_chunk],
                 gt_mask[start : start + images_per_chunk],
+                grid_shapes,
+                scores_are_logits,
             )
             for start in range(0, batch, images_per_chunk)
         ]
@@ -148,20 +163,15 @@ class TaskAlignedAssigner:
         gt_labels: torch.Tensor,
         gt_boxes: torch.Tensor,
         gt_mask: torch.Tensor,
+        grid_shapes: Sequence[tuple[int, int]] | None,
+        scores_are_logits: bool,
     ) -> Assignment:
         """Assign one chunk of images (the dense pair tensors fit the budget)."""
         batch, num_anchors = pred_boxes.shape[:2]
         num_boxes = gt_boxes.shape[1]
         device = pred_boxes.device
 
-        # Candidates: anchor centre inside a real box by more than eps on all four sides. (b, M, A)
-        x1, y1, x2, y2 = gt_boxes.unsqueeze(-1).unbind(-2)  # each (b, M, 1)
-        anchor_x, anchor_y = anchor_points.unbind(-1)  # each (A,)
-        in_box = (anchor_x - x1) > self.eps
-        in_box &= (anchor_y - y1) > self.eps
-        in_box &= (x2 - anchor_x) > self.eps
-        in_box &= (y2 - anchor_y) > self.eps
-        in_box &= gt_mask.unsqueeze(-1)
+        in_box = self._inside_boxes(anchor_points, gt_boxes, gt_mask, grid_shapes)  # (b, M, A) bool
 
         # Alignment metric on the candidate pairs only, scattered into dense (b, M, A) rows.
         pair_flat = in_box.view(-1).nonzero().squeeze(1)  # row-major over (b, M, A)
@@ -172,6 +182,8 @@ class TaskAlignedAssigner:
         pair_iou = bbox_iou(gt_boxes.view(-1, 4)[pair_box], pred_boxes[pair_image, pair_anchor], kind="ciou")
         pair_iou = pair_iou.clamp_(0)
         pair_score = pred_scores[pair_image, pair_anchor, pair_labels]
+        if scores_are_logits:
+            pair_score = pair_score.sigmoid()
         overlaps = torch.zeros(batch, num_boxes, num_anchors, device=device)
         overlaps.view(-1)[pair_flat] = pair_iou
         metric = torch.zeros(batch, num_boxes, num_anchors, device=device)
@@ -219,6 +231,35 @@ class TaskAlignedAssigner:
             target_weights=target_weights.view(batch, num_anchors),
             num_classes=self.num_classes,
         )
+
+    def _inside_boxes(
+        self,
+        anchor_points: torch.Tensor,
+        gt_boxes: torch.Tensor,
+        gt_mask: torch.Tensor,
+        grid_shapes: Sequence[tuple[int, int]] | None,
+    ) -> torch.Tensor:
+        """(b, M, A) bool: anchor centre inside a real box by more than eps on all four sides."""
+        x1, y1, x2, y2 = gt_boxes.unsqueeze(-1).unbind(-2)  # each (b, M, 1)
+        if grid_shapes is None:
+            anchor_x, anchor_y = anchor_points.unbind(-1)  # each (A,)
+            in_box = (anchor_x - x1) > self.eps
+            in_box &= (anchor_y - y1) > self.eps
+            in_box &= (x2 - anchor_x) > self.eps
+            in_box &= (y2 - anchor_y) > self.eps
+            return in_box.logical_and_(gt_mask.unsqueeze(-1))
+        # Per level: inside = inside_rows (b, M, H) outer-and inside_columns (b, M, W).
+        in_box = torch.empty(*gt_boxes.shape[:2], anchor_points.shape[0], dtype=torch.bool, device=gt_boxes.device)
+        start = 0
+        for height, width in grid_shapes:
+            level = anchor_points[start : start + height * width]
+            column_x, row_y = level[:width, 0], level[::width, 1]
+            inside_columns = ((column_x - x1) > self.eps) & ((x2 - column_x) > self.eps)
+            inside_rows = ((row_y - y1) > self.eps) & ((y2 - row_y) > self.eps) & gt_mask.unsqueeze(-1)
+            out = in_box[..., start : start + height * width].unflatten(-1, (height, width))
+            torch.logical_and(inside_rows.unsqueeze(-1), inside_columns.unsqueeze(-2), out=out)
+            start += height * width
+        return in_box
 
     def _background(self, batch: int, num_anchors: int, device: torch.device) -> Assignment:
         """Assignment for a batch without any box: every anchor is background."""

@@ -107,12 +107,14 @@ class DetectionLoss:
             pred_dist_bal = pred_dist.detach().transpose(1, 2)  # (B, A, 64) view
             pred_boxes = self._decode(pred_dist_bal, anchor_points)  # (B, A, 4) xyxy in cells
             assignment = self.assigner(
-                pred_logits.detach().sigmoid().transpose(1, 2),
+                pred_logits.detach().transpose(1, 2),
                 pred_boxes * stride_tensor,
                 anchor_points * stride_tensor,
                 gt_labels,
                 gt_boxes,
                 gt_mask,
+                grid_shapes=shapes,
+                scores_are_logits=True,
             )
         return self._losses(pred_dist, pred_logits, anchor_points, stride_tensor, assignment, batch)
 
