@@ -20,8 +20,8 @@ Implementation notes (the result equals the formula above; the state dict keeps 
   permutation of the rows of ``qk.weight``, the same for q and k, so every dot product over a
   head's channels is unchanged, and a rotated pair ``(x[2p], x[2p + 1])`` becomes two contiguous
   halves ``(a, b) -> (a cos - b sin, a sin + b cos)`` that need no interleaving copies.
-- Attention arithmetic runs in float32, also under autocast (the projection and LePE convolutions
-  follow autocast); the result is cast back to the input dtype.
+- Attention arithmetic and LePE run in float32, also under autocast (only the q/k projection
+  follows autocast); the result is cast back to the input dtype.
 - Without autograd (inference), q/k are activated and rotated in place and the attention output is
   accumulated into the LePE buffer: few large temporaries (allocation is costly on CPU).
 """
@@ -85,9 +85,12 @@ class MLLAttention(nn.Module):
         inplace = not torch.is_grad_enabled() and not is_tracing()
 
         qk = self._project(x)  # (B, 2C, N), rows ordered (head, q/k, even/odd, pair)
-        lepe = self.lepe(x)  # (B, C, H, W)
 
         with _float32_region(x.device.type):
+            # LePE in float32 too (a low-precision depthwise conv is also very slow on CPUs).
+            lepe = F.conv2d(
+                x.float(), self.lepe.weight.float(), _float_or_none(self.lepe.bias), padding=1, groups=channels
+            )  # (B, C, H, W)
             cos, sin = self.rope_tables.get(height, width, x.device).unsqueeze(2).unbind(0)  # (heads, 1, d/2, N)
             qk = qk.float()
             qk = F.elu(qk, inplace=True).add_(1.0) if inplace else F.elu(qk) + 1.0
@@ -107,7 +110,7 @@ class MLLAttention(nn.Module):
             kv = kv.div_(tokens) if inplace else kv / tokens
             # out = kv^T (rope(q) * z) + lepe, accumulated into the LePE buffer when possible.
             q_rot = q_rot.mul_(z) if inplace else q_rot * z
-            lepe = lepe.float().reshape(groups, head_dim, tokens)
+            lepe = lepe.reshape(groups, head_dim, tokens)
             if inplace:
                 out = lepe.baddbmm_(kv.transpose(1, 2), q_rot)
             else:
@@ -152,6 +155,10 @@ def _rotate_halves_(qk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> t
     a.mul_(cos).addcmul_(b, sin, value=-1.0)
     b.mul_(cos).add_(a_sin)
     return qk
+
+
+def _float_or_none(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.float()
 
 
 class _float32_region:

@@ -144,7 +144,9 @@ class RotaryTableCache:
         key = (int(height), int(width), torch.device(device))
         table = self._tables.get(key)
         if table is None:
-            table = rope_cos_sin_per_head(height, width, self.channels, self.num_heads, self.base, device)
+            # A table first made under inference_mode must stay usable by later autograd calls.
+            with torch.inference_mode(False), torch.no_grad():
+                table = rope_cos_sin_per_head(height, width, self.channels, self.num_heads, self.base, device)
             self._tables[key] = table
             while len(self._tables) > self.max_entries:
                 self._tables.popitem(last=False)
