@@ -91,7 +91,8 @@ def test_iou_broadcasts() -> None:
 
 def test_box_iou_matrix_matches_torchvision() -> None:
     boxes1, boxes2 = random_xyxy(6), random_xyxy(9)
-    torch.testing.assert_close(box_iou_matrix(boxes1, boxes2), torchvision.ops.box_iou(boxes1, boxes2), atol=1e-6, rtol=1e-5)
+    expected = torchvision.ops.box_iou(boxes1, boxes2)
+    torch.testing.assert_close(box_iou_matrix(boxes1, boxes2), expected, atol=1e-6, rtol=1e-5)
     assert box_iou_matrix(random_xyxy(2, 3), random_xyxy(2, 4)).shape == (2, 3, 4)
 
 

@@ -28,7 +28,8 @@ def clustered_predictions(batch: int, anchors: int, nc: int, gen: torch.Generato
     sizes = torch.rand(batch, 40, 2, generator=gen) * 60 + 8
     member = torch.randint(0, 40, (batch, anchors), generator=gen)
     xy = centres.gather(1, member[..., None].expand(-1, -1, 2)) + torch.randn(batch, anchors, 2, generator=gen) * 3
-    wh = sizes.gather(1, member[..., None].expand(-1, -1, 2)) * (1 + torch.randn(batch, anchors, 2, generator=gen) * 0.1)
+    jitter = 1 + torch.randn(batch, anchors, 2, generator=gen) * 0.1
+    wh = sizes.gather(1, member[..., None].expand(-1, -1, 2)) * jitter
     scores = torch.rand(batch, anchors, nc, generator=gen) ** 4
     return torch.cat((xy, wh, scores), -1).transpose(1, 2).contiguous()
 

@@ -152,7 +152,8 @@ def test_chunked_per_axis_and_logit_variants_equal_dense() -> None:
 def test_no_boxes_is_all_background() -> None:
     anchors = anchors_for(64)
     scores, pred_boxes = torch.rand(2, anchors.shape[0], 3), torch.rand(2, anchors.shape[0], 4)
-    out = TaskAlignedAssigner(3)(scores, pred_boxes, anchors, torch.zeros(2, 0), torch.zeros(2, 0, 4), torch.zeros(2, 0))
+    no_boxes = (torch.zeros(2, 0), torch.zeros(2, 0, 4), torch.zeros(2, 0))
+    out = TaskAlignedAssigner(3)(scores, pred_boxes, anchors, *no_boxes)
     assert not out.fg_mask.any() and out.target_weights.abs().sum() == 0
     assert out.target_scores.shape == (2, anchors.shape[0], 3) and out.target_scores.abs().sum() == 0
 

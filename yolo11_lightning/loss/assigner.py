@@ -298,4 +298,5 @@ class TaskAlignedAssigner:
             raise ValueError(f"pred_scores has {num_classes} classes, the assigner {self.num_classes}")
         real_labels = gt_labels[gt_mask.bool()]
         if real_labels.numel() and (real_labels.min() < 0 or real_labels.max() >= num_classes):
-            raise ValueError(f"class labels must be in [0, {num_classes}), got {real_labels.min()}..{real_labels.max()}")
+            low, high = int(real_labels.min()), int(real_labels.max())
+            raise ValueError(f"class labels must be in [0, {num_classes}), got {low}..{high}")

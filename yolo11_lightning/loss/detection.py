@@ -104,8 +104,7 @@ class DetectionLoss:
         gt_labels, gt_boxes, gt_mask = self._prepare_targets(targets.to(device), batch, input_h, input_w)
 
         with torch.no_grad():
-            pred_dist_bal = pred_dist.detach().transpose(1, 2)  # (B, A, 64) view
-            pred_boxes = self._decode(pred_dist_bal, anchor_points)  # (B, A, 4) xyxy in cells
+            pred_boxes = self._decode(pred_dist.detach().transpose(1, 2), anchor_points)  # (B, A, 4) xyxy, cells
             assignment = self.assigner(
                 pred_logits.detach().transpose(1, 2),
                 pred_boxes * stride_tensor,
@@ -134,8 +133,8 @@ class DetectionLoss:
         score_sum = assignment.target_weights.sum().clamp(min=1)
 
         # BCE(x, t) summed = sum softplus(x) - sum t * x; t is non-zero only at (fg anchor, its class).
-        cls_loss = (F.softplus(pred_logits).sum() - (pred_logits[fg_image, fg_label, fg_anchor] * fg_weight).sum())
-        cls_loss = cls_loss / score_sum
+        fg_logit = pred_logits[fg_image, fg_label, fg_anchor]
+        cls_loss = (F.softplus(pred_logits).sum() - (fg_logit * fg_weight).sum()) / score_sum
 
         if fg_image.numel():
             fg_logits = pred_dist[fg_image, :, fg_anchor].reshape(-1, 4, self.reg_max)  # (n_fg, 4, reg_max)
@@ -155,7 +154,7 @@ class DetectionLoss:
             ).mean(-1)
             dfl_loss = (dfl * fg_weight).sum() / score_sum
         else:
-            box_loss = dfl_loss = pred_dist.sum() * 0.0  # keeps the graph connected
+            box_loss = dfl_loss = torch.zeros((), device=pred_dist.device)
 
         components = torch.stack((box_loss * self.gains[0], cls_loss * self.gains[1], dfl_loss * self.gains[2]))
         return components.sum() * batch, components.detach()
@@ -182,7 +181,9 @@ class DetectionLoss:
         """
         device = targets.device
         if targets.dim() != 2 or targets.shape[1] != 6:
-            raise ValueError(f"targets must be (N, 6) rows (image_index, class, cx, cy, w, h), got {tuple(targets.shape)}")
+            raise ValueError(
+                f"targets must be (N, 6) rows (image_index, class, cx, cy, w, h), got shape {tuple(targets.shape)}"
+            )
         targets = targets.float()
         if not torch.isfinite(targets).all():
             raise ValueError("targets contain NaN or infinite values")
