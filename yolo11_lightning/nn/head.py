@@ -127,7 +127,7 @@ class Detect(nn.Module):
     def decode(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """Raw maps -> ``(B, 4 + nc, A)``: xywh boxes in input pixels, then class probabilities."""
         batch = maps[0].shape[0]
-        flat = torch.cat([m.view(batch, self.no, -1) for m in maps], dim=2)  # (B, no, A)
+        flat = torch.cat([m.reshape(batch, self.no, -1) for m in maps], dim=2)  # (B, no, A); any memory format
         anchors, strides = self._anchor_grid(maps)
         box_logits, cls_logits = flat.split((4 * self.reg_max, self.nc), dim=1)
         distances = self.dfl(box_logits)  # (B, 4, A) left, top, right, bottom in cells

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-# The dummy input used to measure the strides: twice the largest usual stride (64) squared.
-_STRIDE_PROBE_SIZE = 256
+# Side of the zero image used to measure the strides (a multiple of any usual max stride).
+_STRIDE_PROBE_SIZE = 128
 
 
 @dataclass(frozen=True)
