@@ -119,7 +119,9 @@ def _checkpoint_summary(checkpoint: dict[str, Any]) -> str:
     return f"epoch={checkpoint.get('epoch', '?')}, global_step={checkpoint.get('global_step', '?')}"
 
 
-def find_previous_good_checkpoint(path: _PATH, max_candidates: int = 8) -> Optional[tuple[Path, str]]:
+def find_previous_good_checkpoint(
+    path: _PATH, max_candidates: int = 8, weights_only: Optional[bool] = None
+) -> Optional[tuple[Path, str]]:
     """Find the newest readable checkpoint next to ``path`` (excluding ``path`` itself).
 
     Candidates are the ``*.ckpt`` files of the same directory, newest modification time first; each
@@ -128,6 +130,7 @@ def find_previous_good_checkpoint(path: _PATH, max_candidates: int = 8) -> Optio
     Args:
         path: the unreadable checkpoint.
         max_candidates: how many of the newest candidates to try.
+        weights_only: passed to ``torch.load`` (as the failed load used it).
 
     Returns:
         ``(candidate path, "epoch=.., global_step=..")`` or ``None`` when none loads.
@@ -142,7 +145,7 @@ def find_previous_good_checkpoint(path: _PATH, max_candidates: int = 8) -> Optio
     candidates.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     for candidate in candidates[:max_candidates]:
         try:
-            checkpoint = torch.load(candidate, map_location="cpu", weights_only=False, mmap=True)
+            checkpoint = torch.load(candidate, map_location="cpu", weights_only=weights_only, mmap=True)
         except Exception:  # noqa: BLE001 - any failure means "not a good checkpoint"
             continue
         if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
@@ -150,10 +153,16 @@ def find_previous_good_checkpoint(path: _PATH, max_candidates: int = 8) -> Optio
     return None
 
 
-def unreadable_checkpoint_message(path: _PATH, error: BaseException) -> str:
-    """The error message for an unreadable checkpoint, naming the previous good one if any."""
+def unreadable_checkpoint_message(path: _PATH, error: BaseException, weights_only: Optional[bool] = None) -> str:
+    """The error message for an unreadable checkpoint, naming the previous good one if any.
+
+    Args:
+        path: the checkpoint that failed to load.
+        error: the load error.
+        weights_only: how the failed load called ``torch.load`` (candidates are tried the same way).
+    """
     message = f"Checkpoint {path} is unreadable ({type(error).__name__}: {error})."
-    previous = find_previous_good_checkpoint(path)
+    previous = find_previous_good_checkpoint(path, weights_only=weights_only)
     if previous is None:
         return message + f" No readable checkpoint was found in {Path(path).parent}; start a new run."
     good_path, summary = previous
@@ -255,10 +264,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except Exception as error:  # noqa: BLE001 - torch raises many types for corrupt files
-            raise UnreadableCheckpointError(unreadable_checkpoint_message(path, error)) from error
+            raise UnreadableCheckpointError(unreadable_checkpoint_message(path, error, weights_only)) from error
         if not isinstance(checkpoint, dict):
             error = TypeError(f"expected a dict, got {type(checkpoint).__name__}")
-            raise UnreadableCheckpointError(unreadable_checkpoint_message(path, error))
+            raise UnreadableCheckpointError(unreadable_checkpoint_message(path, error, weights_only))
         return checkpoint
 
     def remove_checkpoint(self, path: _PATH) -> None:
