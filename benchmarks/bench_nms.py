@@ -1,9 +1,9 @@
 """NMS time: ours (postprocess.non_max_suppression) against the reference's on the same input.
 
 Decoded predictions (B, 4 + nc, A) with boxes jittered around 40 clusters per image (so suppression
-has work to do), low background scores and higher scores on 10% of the anchors; the reference runs without its time limit. Prints the
-median of the repeats for the validation setting (conf 0.001, multi-label) and the prediction
-setting (conf 0.25), and the ratio ours/reference.
+has work to do), low background scores and higher scores on 10% of the anchors; the reference runs
+without its time limit. Prints the median of the repeats for the validation setting (conf 0.001,
+multi-label) and the prediction setting (conf 0.25), and the ratio ours/reference.
 
     .venv/bin/python benchmarks/bench_nms.py [--batch 4] [--anchors 8400] [--nc 80] [--repeats 3]
 """
