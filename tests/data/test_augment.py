@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -16,6 +17,7 @@ from yolo11_lightning.data.augment import (
     letterbox,
     mosaic4,
     random_affine,
+    scale_translate,
 )
 
 BOXES = [(10, 12, 60, 50), (70, 30, 130, 110), (140, 5, 190, 40), (20, 80, 55, 115)]
@@ -118,3 +120,17 @@ def test_photometric_steps_are_seeded_and_keep_shape() -> None:
     channel_spread = out_a.astype(int).max(-1) - out_a.astype(int).min(-1)
     assert channel_spread.max() <= 3  # ToGray ran (CLAHE after it leaves only rounding differences)
     assert PixelExtras(p=0.0)(image, np.random.default_rng(0)) is image
+
+
+def test_scale_translate_matches_warp_affine() -> None:
+    image = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
+    image = cv2.GaussianBlur(image, (9, 9), 3)  # smooth, so half-pixel conventions barely matter
+    for scale, shift_x, shift_y in [(1.3, -40.5, 10.2), (0.6, 30.0, -5.7), (1.0, 0.0, 0.0)]:
+        fast, realised = scale_translate(image, scale, shift_x, shift_y, (160, 128))
+        np.testing.assert_allclose(realised[[0, 1], [0, 1]], scale, rtol=0.02)
+        np.testing.assert_allclose(realised[:2, 2], [shift_x, shift_y], atol=1.0)
+        slow = cv2.warpAffine(image, realised[:2], (160, 128), borderValue=(114, 114, 114))
+        inner = (slice(4, -4), slice(4, -4))
+        assert np.abs(fast[inner].astype(int) - slow[inner].astype(int)).mean() < 3
+    empty, _ = scale_translate(image, 1.0, 500.0, 0.0, (64, 64))
+    assert (empty == 114).all()

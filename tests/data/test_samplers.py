@@ -76,3 +76,25 @@ def test_mosaic_switch_travels_with_the_request() -> None:
     assert all(r.mosaic for r in sampler)
     sampler.set_epoch(2)
     assert not any(r.mosaic for r in sampler)
+
+
+def test_windows_shard_and_partners_do_not_depend_on_the_process_count() -> None:
+    by_index = {}
+    for replicas in (1, 2, 4):
+        requests = []
+        for rank in range(replicas):
+            sampler = TrainingSampler(100, seed=2, num_replicas=replicas, rank=rank, window=8)
+            sampler.set_epoch(1)
+            mine = list(sampler)
+            assert len(mine) == len(sampler)
+            requests += mine
+        assert sorted(r.index for r in requests) == sorted(TrainingSampler(100, seed=2, num_replicas=replicas).epoch_order(1).tolist())
+        for r in requests[:64]:  # the first full windows: identical partners whatever the sharding
+            assert by_index.setdefault(r.index, r.partners) == r.partners
+    sampler = TrainingSampler(100, seed=2, num_replicas=2, rank=1, window=8)
+    sampler.set_epoch(1)
+    order, requests = sampler.epoch_order(1), list(sampler)
+    window_of = {int(index): position // 8 for position, index in enumerate(order[:96])}
+    for r in requests[:40]:  # rank 1 takes whole windows 1, 3, 5, ...; partners come from the same window
+        assert window_of[r.index] % 2 == 1
+        assert all(window_of[p] == window_of[r.index] for p in r.partners)

@@ -154,6 +154,37 @@ def box_candidates(
     return (w2 > min_side) & (h2 > min_side) & (w2 * h2 / (w1 * h1 + 1e-16) > min_area_ratio) & (aspect < max_aspect)
 
 
+def scale_translate(
+    image: np.ndarray, scale: float, shift_x: float, shift_y: float, output_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x' = scale * x + shift`` into ``output_size = (width, height)``, by resizing only the part of
+    the image that lands in the output (several times cheaper than ``cv2.warpAffine``).
+
+    The crop is cut at whole source pixels and placed at whole output pixels, so the realised
+    transform differs from the requested one by under a pixel; it is returned, and boxes must use it.
+
+    Returns:
+        The output image (padded with 114) and the realised ``3 x 3`` matrix (scale and shift per axis).
+    """
+    out_w, out_h = output_size
+    output = np.full((out_h, out_w, 3), PAD_VALUE, dtype=np.uint8)
+    realised = np.array([[scale, 0.0, shift_x], [0.0, scale, shift_y], [0.0, 0.0, 1.0]])
+    windows = []
+    for axis, (size, out_size, shift) in enumerate(((image.shape[1], out_w, shift_x), (image.shape[0], out_h, shift_y))):
+        start, stop = max(0, math.floor(-shift / scale)), min(size, math.ceil((out_size - shift) / scale))
+        first, last = round(scale * start + shift), round(scale * stop + shift)
+        if stop <= start or last <= first:
+            return output, realised  # nothing of the image lands in the output
+        factor = (last - first) / (stop - start)
+        realised[axis, axis], realised[axis, 2] = factor, first - start * factor
+        windows.append((start, stop, first, last))
+    (x0, x1, dx0, dx1), (y0, y1, dy0, dy1) = windows
+    patch = cv2.resize(image[y0:y1, x0:x1], (dx1 - dx0, dy1 - dy0), interpolation=cv2.INTER_LINEAR)
+    ox0, oy0, ox1, oy1 = max(dx0, 0), max(dy0, 0), min(dx1, out_w), min(dy1, out_h)
+    output[oy0:oy1, ox0:ox1] = patch[oy0 - dy0 : oy1 - dy0, ox0 - dx0 : ox1 - dx0]
+    return output, realised
+
+
 def random_affine(
     image: np.ndarray,
     classes: np.ndarray,
@@ -165,8 +196,9 @@ def random_affine(
     """Random perspective/rotation/scale/shear/translation about the image centre into ``output_size``.
 
     The matrix is ``T @ S @ R @ P @ C`` (centre, perspective, rotate+scale, shear, translate) as in the
-    reference. Box corners are warped, their enclosing box clipped to the output, and remnants
-    failing ``box_candidates`` are dropped.
+    reference. Without rotation, shear and perspective (the default) the warp is done by
+    ``scale_translate``. Box corners are warped, their enclosing box clipped to the output, and
+    remnants failing ``box_candidates`` are dropped.
 
     Args:
         image: Input image (e.g. a ``2*size`` mosaic canvas).
@@ -197,6 +229,8 @@ def random_affine(
 
     if config.perspective:
         image = cv2.warpPerspective(image, matrix, dsize=(out_w, out_h), borderValue=(PAD_VALUE,) * 3)
+    elif not config.degrees and not config.shear:  # scale + translation only (the default recipe)
+        image, matrix = scale_translate(image, matrix[0, 0], matrix[0, 2], matrix[1, 2], (out_w, out_h))
     elif image.shape[:2] != (out_h, out_w) or not np.allclose(matrix, np.eye(3)):
         image = cv2.warpAffine(image, matrix[:2], dsize=(out_w, out_h), borderValue=(PAD_VALUE,) * 3)
     if len(boxes) == 0:
@@ -236,7 +270,7 @@ def flip_horizontal(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, n
     width = image.shape[1]
     boxes = boxes.copy()
     boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
-    return np.ascontiguousarray(image[:, ::-1]), boxes
+    return cv2.flip(image, 1), boxes
 
 
 def flip_vertical(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +278,7 @@ def flip_vertical(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.
     height = image.shape[0]
     boxes = boxes.copy()
     boxes[:, [1, 3]] = height - boxes[:, [3, 1]]
-    return np.ascontiguousarray(image[::-1]), boxes
+    return cv2.flip(image, 0), boxes
 
 
 class PixelExtras:

@@ -23,6 +23,23 @@ def _worker_init(_worker_id: int) -> None:
     cv2.setNumThreads(0)  # one OpenCV thread per worker process: workers already run in parallel
 
 
+def _train_position(trainer: pl.Trainer) -> tuple[int, int]:
+    """Where the fit loop continues: ``(epoch, batches already trained in that epoch)``.
+
+    Read from the (restored) loop progress when the training loader is built: a fresh run or a
+    checkpoint between epochs continues at the start of epoch ``processed``; a checkpoint inside an
+    epoch (step or validation checkpoint) after its ``processed`` batches, or at the start of the
+    next epoch when the saved batch was the epoch's last.
+    """
+    epochs = trainer.fit_loop.epoch_progress.current
+    batches = trainer.fit_loop.epoch_loop.batch_progress
+    if epochs.started <= epochs.processed:
+        return epochs.processed, 0
+    if batches.is_last_batch:
+        return epochs.processed + 1, 0
+    return epochs.processed, batches.current.processed
+
+
 class YOLODataModule(pl.LightningDataModule):
     """Training and evaluation data from a YOLO-format ``data.yaml``.
 
@@ -201,13 +218,21 @@ class YOLODataModule(pl.LightningDataModule):
         dataset = self._dataset("train")
         num_replicas, rank = self._replicas()
         sampler = TrainingSampler(
-            len(dataset), seed=self.hparams.seed, num_replicas=num_replicas, rank=rank, mosaic_for_epoch=self.mosaic_enabled
+            len(dataset),
+            seed=self.hparams.seed,
+            num_replicas=num_replicas,
+            rank=rank,
+            mosaic_for_epoch=self.mosaic_enabled,
+            window=self.batch_size,
         )
         trainer = self._trainer_or_none()
         if trainer is not None:
             # Lightning creates the first iterator before it calls set_epoch (a resumed run would
-            # replay epoch 0's order): start from the epoch the loop is about to run.
-            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+            # replay epoch 0's order) and replays an epoch's first batches on a mid-epoch resume:
+            # start exactly where the loop continues.
+            epoch, batches_done = _train_position(trainer)
+            sampler.set_epoch(epoch)
+            sampler.set_start(batches_done * self.batch_size)
         return self._loader(dataset, sampler, self.batch_size)
 
     def _eval_loader(self, split: str) -> DataLoader:

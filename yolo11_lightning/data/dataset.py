@@ -107,8 +107,8 @@ class YOLODataset(Dataset):
         rng = np.random.default_rng([self.seed, request.epoch, request.index])
         size = self.imgsz
         if request.mosaic and rng.random() < config.mosaic:
-            partners = rng.integers(0, len(self.records), 3)
-            tiles = [self._tile(i) for i in (request.index, *partners.tolist())]
+            partners = request.partners or tuple(rng.integers(0, len(self.records), 3).tolist())
+            tiles = [self._tile(i) for i in (request.index, *partners)]
             image, classes, boxes = mosaic4(tiles, size, rng)
         else:
             image, classes, boxes = self._tile(request.index)

@@ -24,28 +24,37 @@ class SampleRequest(NamedTuple):
         epoch: Epoch number (seeds the sample's augmentation together with the seed and index).
         mosaic: Whether mosaic is enabled for this epoch.
         shape: Letterbox ``(height, width)`` for evaluation samples; ``None`` means ``imgsz`` square.
+        partners: The three other images of a mosaic; ``None`` lets the dataset draw them from the
+            whole split.
     """
 
     index: int
     epoch: int = 0
     mosaic: bool = True
     shape: tuple[int, int] | None = None
+    partners: tuple[int, int, int] | None = None
 
 
 class TrainingSampler(DistributedSampler):
     """Seeded shuffling sampler, sharded across ``num_replicas`` processes (padding by repetition).
 
-    The order of an epoch is a permutation drawn from ``(seed, epoch)`` only; rank ``r`` takes every
-    ``num_replicas``-th entry from position ``r``. Call ``set_epoch`` before each epoch (Lightning does).
+    The order of an epoch is a permutation drawn from ``(seed, epoch)`` only. It is cut into windows
+    of ``window`` consecutive positions; ranks take whole windows in turn (the last, incomplete round
+    of windows is split evenly), and each sample's three mosaic partners are drawn from its own
+    window. With ``window`` equal to the batch size, a batch's mosaics reuse the batch's own images,
+    so a worker decodes about one image per sample (the reference gets the same effect from its
+    buffer of recently loaded images), and the partners do not depend on the number of processes.
+    Call ``set_epoch`` before each epoch (Lightning does).
 
     Args:
         num_images: Size of the split.
-        seed: Base seed of the shuffle.
+        seed: Base seed of the shuffle and of the partner choice.
         shuffle: Shuffle (otherwise index order).
         num_replicas: Number of processes.
         rank: This process's rank.
         drop_last: Drop the tail instead of padding it to a multiple of ``num_replicas``.
         mosaic_for_epoch: Returns whether mosaic is on in a given epoch (default: always).
+        window: Positions per window (mosaic partners come from the same window).
     """
 
     def __init__(
@@ -57,9 +66,23 @@ class TrainingSampler(DistributedSampler):
         rank: int = 0,
         drop_last: bool = False,
         mosaic_for_epoch: Callable[[int], bool] | None = None,
+        window: int = 16,
     ) -> None:
         super().__init__(range(num_images), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
         self.mosaic_for_epoch = mosaic_for_epoch
+        self.window = window
+        self.start = 0
+
+    def set_start(self, num_samples: int) -> None:
+        """Skip this rank's first ``num_samples`` samples in the next iteration only (mid-epoch resume).
+
+        The length stays the full epoch's, so the loop's batch counting is unchanged.
+        """
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+        self.start = num_samples
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The global order of an epoch (before sharding), length ``total_size``."""
@@ -67,11 +90,30 @@ class TrainingSampler(DistributedSampler):
         order = np.random.default_rng([self.seed, epoch]).permutation(count) if self.shuffle else np.arange(count)
         return order[: self.total_size] if self.drop_last else np.resize(order, self.total_size)
 
+    def epoch_partners(self, epoch: int, order: np.ndarray) -> np.ndarray:
+        """``(total_size, 3)`` mosaic partners: random members of each position's window."""
+        positions = np.arange(len(order))
+        starts = positions // self.window * self.window
+        lengths = np.minimum(self.window, len(order) - starts)
+        draws = np.random.default_rng([self.seed, epoch, 1]).random((len(order), 3))
+        return order[starts[:, None] + (draws * lengths[:, None]).astype(np.int64)]
+
+    def rank_positions(self) -> np.ndarray:
+        """The global positions this rank takes, in order (``num_samples`` of them)."""
+        round_size = self.window * self.num_replicas
+        full = self.total_size // round_size * round_size
+        whole = np.arange(full).reshape(-1, self.num_replicas, self.window)[:, self.rank].reshape(-1)
+        tail = np.arange(full, self.total_size).reshape(self.num_replicas, -1)[self.rank]
+        return np.concatenate([whole, tail])
+
     def __iter__(self) -> Iterator[SampleRequest]:  # type: ignore[override]
         epoch = self.epoch
+        start, self.start = self.start, 0
         mosaic = True if self.mosaic_for_epoch is None else bool(self.mosaic_for_epoch(epoch))
-        for index in self.epoch_order(epoch)[self.rank :: self.num_replicas]:
-            yield SampleRequest(int(index), epoch, mosaic)
+        order = self.epoch_order(epoch)
+        partners = self.epoch_partners(epoch, order)
+        for position in self.rank_positions()[start:]:
+            yield SampleRequest(int(order[position]), epoch, mosaic, None, tuple(partners[position].tolist()))
 
     def __len__(self) -> int:
         return self.num_samples
