@@ -22,8 +22,8 @@ Implementation notes (the result equals the formula above; the state dict keeps 
   halves ``(a, b) -> (a cos - b sin, a sin + b cos)`` that need no interleaving copies.
 - Attention arithmetic and LePE run in float32, also under autocast (only the q/k projection
   follows autocast); the result is cast back to the input dtype.
-- Without autograd (inference), q/k are activated and rotated in place and the attention output is
-  accumulated into the LePE buffer: few large temporaries (allocation is costly on CPU).
+- Without autograd (inference), q/k are activated in place, rotated into a reused buffer, and the
+  attention output is accumulated into the LePE buffer: few large temporaries.
 """
 
 from __future__ import annotations
@@ -87,35 +87,40 @@ class MLLAttention(nn.Module):
         qk = self._project(x)  # (B, 2C, N), rows ordered (head, q/k, even/odd, pair)
 
         with _float32_region(x.device.type):
+            x32 = _float32(x)
             # LePE in float32 too (a low-precision depthwise conv is also very slow on CPUs).
-            lepe = F.conv2d(
-                x.float(), self.lepe.weight.float(), _float_or_none(self.lepe.bias), padding=1, groups=channels
-            )  # (B, C, H, W)
+            lepe = F.conv2d(x32, _float32(self.lepe.weight), _float32(self.lepe.bias), padding=1, groups=channels)
             cos, sin = self.rope_tables.get(height, width, x.device).unsqueeze(2).unbind(0)  # (heads, 1, d/2, N)
-            qk = qk.float()
-            qk = F.elu(qk, inplace=True).add_(1.0) if inplace else F.elu(qk) + 1.0
+            qk = _float32(qk)
+            if inplace:
+                # elu(t) + 1 = max(t, 0) + exp(min(t, 0)); the exp buffer then receives rope(q), rope(k).
+                rotated = qk.clamp(max=0.0).exp_()
+                qk = qk.clamp_(min=0.0).add_(rotated)
+            else:
+                qk, rotated = F.elu(qk) + 1.0, None
             qk = qk.view(batch, heads, 2, 2, half, tokens)  # (B, heads, q/k, even/odd, d/2, N)
+            q, k = qk.unbind(2)  # (B, heads, 2, d/2, N) each
 
-            # Normaliser from the unrotated q and k: z = 1 / (q . mean(k) + eps), (B * heads, 1, N).
-            k_mean = qk[:, :, 1].mean(dim=-1).reshape(groups, 1, head_dim)
-            z = torch.bmm(k_mean, qk[:, :, 0].reshape(groups, head_dim, tokens))
-            z = z.add_(self.eps).reciprocal_() if inplace else 1.0 / (z + self.eps)
+            # Normaliser from the unrotated q and k, with kv's 1/N folded in:
+            # z / N = 1 / (q . sum(k) + N eps), (B * heads, 1, N).
+            k_sum = k.sum(dim=-1).view(groups, 1, head_dim)
+            z = torch.bmm(k_sum, q.reshape(groups, head_dim, tokens))
+            z = z.add_(tokens * self.eps).reciprocal_() if inplace else 1.0 / (z + tokens * self.eps)
 
-            rotated = _rotate_halves_(qk, cos, sin) if inplace else _rotate_halves(qk, cos, sin)
-            q_rot = rotated[:, :, 0].reshape(groups, head_dim, tokens)
-            k_rot = rotated[:, :, 1].reshape(groups, head_dim, tokens)
-            v = x.float().reshape(groups, head_dim, tokens)  # v channels keep their original order
+            rotated = _rotate_halves(qk, cos, sin, out=rotated)
+            q_rot, k_rot = (t.reshape(groups, head_dim, tokens) for t in rotated.unbind(2))
+            v = x32.reshape(groups, head_dim, tokens)  # v channels keep their original order
 
             kv = torch.bmm(k_rot, v.transpose(1, 2))  # (B * heads, d, d): rows k channel, cols v channel
-            kv = kv.div_(tokens) if inplace else kv / tokens
-            # out = kv^T (rope(q) * z) + lepe, accumulated into the LePE buffer when possible.
+            # out = kv^T (rope(q) * z / N) + lepe, accumulated into the LePE buffer when possible.
             q_rot = q_rot.mul_(z) if inplace else q_rot * z
-            lepe = lepe.reshape(groups, head_dim, tokens)
+            lepe = lepe.reshape(groups, head_dim, tokens)  # a copy only for channels_last input
             if inplace:
                 out = lepe.baddbmm_(kv.transpose(1, 2), q_rot)
             else:
                 out = torch.baddbmm(lepe, kv.transpose(1, 2), q_rot)
-        return out.view(batch, channels, height, width).to(x.dtype)
+        out = out.view(batch, channels, height, width)
+        return out if out.dtype == x.dtype else out.to(x.dtype)
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         """``qk`` linear on channel-first tokens, rows permuted to (head, q/k, even/odd, pair)."""
@@ -133,32 +138,33 @@ class MLLAttention(nn.Module):
         return f"in_channels={self.in_channels}, num_heads={self.num_heads}"
 
 
-def _rotate_halves(qk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def _rotate_halves(
+    qk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Rotate (a, b) halves: ``(a cos - b sin, a sin + b cos)``.
 
     Args:
         qk: (B, heads, 2, 2, d/2, N); dim 3 selects a (even channels) or b (odd channels).
         cos: (heads, 1, d/2, N) cosines.
         sin: (heads, 1, d/2, N) sines.
+        out: Optional buffer of ``qk.numel()`` elements to write into (no autograd).
 
     Returns:
-        A new tensor shaped like ``qk``.
+        The rotated tensor, shaped like ``qk``.
     """
-    a, b = qk[:, :, :, 0], qk[:, :, :, 1]
-    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=3)
+    a, b = qk.unbind(3)
+    if out is None:
+        return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=3)
+    out = out.view(qk.shape)
+    rot_a, rot_b = out.unbind(3)
+    torch.mul(a, cos, out=rot_a).addcmul_(b, sin, value=-1.0)
+    torch.mul(a, sin, out=rot_b).addcmul_(b, cos)
+    return out
 
 
-def _rotate_halves_(qk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """In-place :func:`_rotate_halves` (no autograd), with one temporary of half the size."""
-    a, b = qk[:, :, :, 0], qk[:, :, :, 1]
-    a_sin = a * sin
-    a.mul_(cos).addcmul_(b, sin, value=-1.0)
-    b.mul_(cos).add_(a_sin)
-    return qk
-
-
-def _float_or_none(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    return None if tensor is None else tensor.float()
+def _float32(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """``tensor`` as float32 (no op when it already is; ``None`` stays ``None``)."""
+    return tensor if tensor is None or tensor.dtype == torch.float32 else tensor.float()
 
 
 class _float32_region:
