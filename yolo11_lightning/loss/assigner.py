@@ -8,9 +8,10 @@ candidates become positives. An anchor positive for several boxes keeps the box 
 (first one on ties). The target score of a positive anchor is its metric rescaled so that, per box,
 the best anchor's score equals the best anchor IoU of that box.
 
-The pairwise (image, box, anchor) tensors are dense, ``B * M * A`` elements, like the reference;
-when that exceeds ``max_pair_elements`` the batch is processed in chunks of images, so memory
-stays bounded for images with hundreds of boxes. Everything after the top-k selection works on
+The inside-box mask and the metric rows for top-k are dense (image, box, anchor) tensors of
+``B * M * A`` elements, like the reference; when that exceeds ``max_pair_elements`` the batch is
+processed in chunks of images, so memory stays bounded for images with hundreds of boxes. The IoU
+and score are computed only for candidate pairs, and everything after the top-k selection works on
 the sparse list of positive pairs.
 """
 
@@ -34,7 +35,8 @@ class Assignment:
         fg_mask: (B, A) bool, anchors that learn a box.
         target_gt_idx: (B, A) int64, index of the assigned box in the padded box list (0 for
             background anchors).
-        target_labels: (B, A) int64, class of the assigned box (of box 0 for background anchors).
+        target_labels: (B, A) int64, class of the assigned box (of box 0 for background anchors;
+            ``num_classes`` everywhere when the batch has no boxes).
         target_boxes: (B, A, 4) float32, ``xyxy`` of the assigned box (of box 0 for background).
         target_weights: (B, A) float32, normalised alignment score of positives, 0 elsewhere.
         num_classes: Number of classes, for :attr:`target_scores`.

@@ -12,6 +12,11 @@ each divided by the total target score (at least 1), multiplied by its gain. The
 the sum times the batch size (as the reference); the components come back detached for logging.
 Everything runs in float32, also under autocast; work after assignment touches only the foreground
 anchors (the class loss uses ``BCE(x, t) = softplus(x) - t * x`` with ``t`` non-zero only there).
+
+Differences from the reference, by design: padded box rows are marked by an explicit mask (the
+reference treats any box with ``x1 + y1 + x2 + y2 <= 0`` as padding, which also ignores real boxes
+lying mostly at negative coordinates), and zero-size boxes are dropped before assignment (they
+could never get an anchor there either, since no anchor centre is strictly inside them).
 """
 
 from __future__ import annotations
