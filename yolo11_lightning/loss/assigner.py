@@ -198,8 +198,7 @@ class TaskAlignedAssigner:
         pos_anchor_flat = pos_b * num_anchors + topk_idx[pos_b, pos_m, pos_k]  # index into (b * A)
 
         # One box per anchor: an anchor claimed by several boxes keeps the highest overlap (first on ties).
-        claims = torch.zeros(batch * num_anchors, dtype=torch.int32, device=device)
-        claims.index_add_(0, pos_anchor_flat, torch.ones_like(pos_anchor_flat, dtype=torch.int32))
+        claims = torch.bincount(pos_anchor_flat, minlength=batch * num_anchors)  # boxes claiming each anchor
         target_gt_idx = torch.zeros(batch * num_anchors, dtype=torch.long, device=device)
         target_gt_idx[pos_anchor_flat] = pos_m
         contested = (claims > 1).nonzero().squeeze(1)
