@@ -137,7 +137,8 @@ def main() -> None:
         f"torch {torch.__version__}, CPU, {args.threads} thread(s), float32, eval forward (inference mode), "
         f"ours and seed called alternately, {args.repeats} calls each (fewer at batch > 4)"
     )
-    print(f"{'shape (B, C, H, W)':>20} {'ours med':>9} {'seed med':>9} {'ratio':>6}   {'ours min':>9} {'seed min':>9} {'ratio':>6}")
+    columns = ("ours med", "seed med", "ratio", "ours min", "seed min", "ratio")
+    print(f"{'shape (B, C, H, W)':>20} " + " ".join(f"{c:>9}" for c in columns))
     median_ratios, min_ratios = [], []
     for batch in args.batch:
         for channels, height, width in SHAPES:
@@ -157,8 +158,8 @@ def main() -> None:
             min_ratios.append(ours_min / seed_min)
             shape = f"({batch}, {channels}, {height}, {width})"
             print(
-                f"{shape:>20} {ours_med:9.3f} {seed_med:9.3f} {ours_med / seed_med:6.3f}   "
-                f"{ours_min:9.3f} {seed_min:9.3f} {ours_min / seed_min:6.3f}"
+                f"{shape:>20} {ours_med:9.3f} {seed_med:9.3f} {ours_med / seed_med:9.3f} "
+                f"{ours_min:9.3f} {seed_min:9.3f} {ours_min / seed_min:9.3f}"
             )
 
     def geo_mean(values: list[float]) -> float:

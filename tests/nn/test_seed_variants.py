@@ -40,7 +40,9 @@ def test_mlla_variant_feeds_detect_from_the_attention_outputs() -> None:
     model = cached_model("yolo11n-mlla.yaml", 25)
     attention_outputs: list[torch.Tensor] = []
     detect_inputs: list[torch.Tensor] = []
-    hooks = [model.model[i].register_forward_hook(lambda m, a, out: attention_outputs.append(out)) for i in (17, 21, 25)]
+    hooks = [
+        model.model[i].register_forward_hook(lambda m, a, out: attention_outputs.append(out)) for i in (17, 21, 25)
+    ]
     hooks.append(model.head.register_forward_pre_hook(lambda m, args: detect_inputs.extend(args[0])))
     was_training = model.training
     try:
