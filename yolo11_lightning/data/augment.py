@@ -250,7 +250,7 @@ def random_affine(
 
 
 def hsv_jitter(image: np.ndarray, gains: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
-    """Random hue shift and saturation/value scaling through lookup tables (in place, BGR)."""
+    """Random hue shift and saturation/value scaling through lookup tables (BGR in, new BGR out)."""
     if not any(gains):
         return image
     draw = rng.uniform(-1, 1, 3) * np.asarray(gains)
@@ -261,8 +261,7 @@ def hsv_jitter(image: np.ndarray, gains: tuple[float, float, float], rng: np.ran
     lut_sat[0] = 0  # keep pure greys grey
     hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_BGR2HSV))
     merged = cv2.merge((cv2.LUT(hue, lut_hue), cv2.LUT(sat, lut_sat), cv2.LUT(val, lut_val)))
-    cv2.cvtColor(merged, cv2.COLOR_HSV2BGR, dst=image)
-    return image
+    return cv2.cvtColor(merged, cv2.COLOR_HSV2BGR)  # a new array: the input may be a cached image
 
 
 def flip_horizontal(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from yolo11_lightning.data.augment import AugmentConfig
@@ -142,6 +143,8 @@ class YOLODataModule(pl.LightningDataModule):
                 files, self.num_classes, split, ", ".join(map(str, sources)), use_cache=self.hparams.scan_cache
             )
             self.summaries[split] = summary
+            if not (summary.fixed or summary.corrupt):  # otherwise scan_split already warned with this line
+                rank_zero_info(summary.line(split))
             self.datasets[split] = YOLODataset(
                 records,
                 self.imgsz,

@@ -46,6 +46,7 @@ CACHE_VERSION = 1
 COORD_TOLERANCE = 0.01  # corners within [-tol, 1 + tol] are clipped, beyond that the row is dropped
 _EXIF_ORIENTATION = 0x0112
 _PLAIN_MODES = frozenset({"RGB"})
+_MAX_LISTED = 10  # unreadable files named one by one before the rest is only counted
 
 
 @dataclass
@@ -297,8 +298,10 @@ def scan_split(
             summary.boxes += len(item.record.classes)
             summary.backgrounds += int(len(item.record.classes) == 0)
         summary.images = len(records)
-        for message in corrupt_messages:
+        for message in corrupt_messages[:_MAX_LISTED]:
             log.warning("%s: skipping unreadable image %s", split, message)
+        if len(corrupt_messages) > _MAX_LISTED:
+            log.warning("%s: ... and %d more unreadable images", split, len(corrupt_messages) - _MAX_LISTED)
         if use_cache and records:
             _save_cache(cache_file, digest, records, summary)
     if not records:
