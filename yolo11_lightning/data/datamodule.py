@@ -55,7 +55,8 @@ class YOLODataModule(pl.LightningDataModule):
         data: Path to the ``data.yaml`` (``path`` + ``train``/``val``/``test`` as folders, ``.txt``
             lists or lists of either; Roboflow ``../train/images`` entries; ``names`` list or map).
         imgsz: Network input size in pixels (square training canvas; long side for evaluation).
-        batch_size: Training images per batch and process.
+        batch_size: Training images per batch and process (also the window of the epoch order
+            that each sample's mosaic partners come from).
         workers: DataLoader worker processes per loader (0 loads in the main process).
         val_batch_size: Evaluation batch size; defaults to ``2 * batch_size``.
         rect: Rectangular evaluation batches grouped by aspect ratio (0.5-stride pad); otherwise
