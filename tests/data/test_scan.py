@@ -52,7 +52,7 @@ def messy_split(write_split, tmp_path: Path) -> Path:
     noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     truncated = _jpeg_bytes(noise)[:400]
     items = {
-        "good.png": (good, "\n".join(good_rows)),
+        "good.png": (good, "\ufeff" + "\r\n".join(good_rows)),  # byte-order mark, Windows line ends
         "truncated.jpg": (truncated, "0 0.5 0.5 0.1 0.1"),
         "garbage.png": (b"this is not an image", "0 0.5 0.5 0.1 0.1"),
         "exif.jpg": (_jpeg_bytes(np.zeros((20, 40, 3), np.uint8), exif_orientation=6), "0 0.5 0.5 0.5 0.5"),

@@ -135,7 +135,7 @@ def _parse_labels(label_path: Path, num_classes: int) -> tuple[np.ndarray, np.nd
     """Parse one label file into (classes, cxcywh boxes, fixes); raise ValueError on bad class ids."""
     fixes: Counter[str] = Counter()
     classes, corners = [], []
-    for line_number, line in enumerate(label_path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_number, line in enumerate(label_path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
