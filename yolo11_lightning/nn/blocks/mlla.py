@@ -22,8 +22,9 @@ Implementation notes (the result equals the formula above; the state dict keeps 
   halves ``(a, b) -> (a cos - b sin, a sin + b cos)`` that need no interleaving copies.
 - Attention arithmetic and LePE run in float32, also under autocast (only the q/k projection
   follows autocast); the result is cast back to the input dtype.
-- Without autograd (inference), q/k are activated in place, rotated into a reused buffer, and the
-  attention output is accumulated into the LePE buffer: few large temporaries.
+- Without autograd (inference), q and k are activated in place, rotated one after the other into a
+  single scratch buffer, and the output is accumulated into the LePE buffer: besides the
+  projection and LePE outputs, one temporary of ``B x C x N`` floats.
 """
 
 from __future__ import annotations
@@ -90,35 +91,30 @@ class MLLAttention(nn.Module):
             x32 = _float32(x)
             # LePE in float32 too (a low-precision depthwise conv is also very slow on CPUs).
             lepe = F.conv2d(x32, _float32(self.lepe.weight), _float32(self.lepe.bias), padding=1, groups=channels)
-            cos, sin = self.rope_tables.get(height, width, x.device).unsqueeze(2).unbind(0)  # (heads, 1, d/2, N)
-            qk = _float32(qk)
+            cos, sin = self.rope_tables.get(height, width, x.device).unbind(0)  # (heads, d/2, N) each
+            qk = _float32(qk).view(batch, heads, 2, 2, half, tokens)  # (B, heads, q/k, even/odd, d/2, N)
+            q, k = qk.unbind(2)  # (B, heads, even/odd, d/2, N) each
             if inplace:
-                # elu(t) + 1 = max(t, 0) + exp(min(t, 0)); the exp buffer then receives rope(q), rope(k).
-                rotated = qk.clamp(max=0.0).exp_()
-                qk = qk.clamp_(min=0.0).add_(rotated)
+                scratch = _elu_plus_one_(k)
+                _elu_plus_one_(q, scratch)
             else:
-                qk, rotated = F.elu(qk) + 1.0, None
-            qk = qk.view(batch, heads, 2, 2, half, tokens)  # (B, heads, q/k, even/odd, d/2, N)
-            q, k = qk.unbind(2)  # (B, heads, 2, d/2, N) each
+                q, k, scratch = F.elu(q) + 1.0, F.elu(k) + 1.0, None
 
             # Normaliser from the unrotated q and k, with kv's 1/N folded in:
             # z / N = 1 / (q . sum(k) + N eps), (B * heads, 1, N).
-            k_sum = k.sum(dim=-1).view(groups, 1, head_dim)
-            z = torch.bmm(k_sum, q.reshape(groups, head_dim, tokens))
+            z = torch.bmm(k.sum(dim=-1).view(groups, 1, head_dim), q.reshape(groups, head_dim, tokens))
             z = z.add_(tokens * self.eps).reciprocal_() if inplace else 1.0 / (z + tokens * self.eps)
 
-            rotated = _rotate_halves(qk, cos, sin, out=rotated)
-            q_rot, k_rot = (t.reshape(groups, head_dim, tokens) for t in rotated.unbind(2))
             v = x32.reshape(groups, head_dim, tokens)  # v channels keep their original order
-
+            k_rot = _rotate_halves(k, cos, sin, out=scratch).reshape(groups, head_dim, tokens)
             kv = torch.bmm(k_rot, v.transpose(1, 2))  # (B * heads, d, d): rows k channel, cols v channel
+            q_rot = _rotate_halves(q, cos, sin, out=scratch).reshape(groups, head_dim, tokens)  # reuses scratch
             # out = kv^T (rope(q) * z / N) + lepe, accumulated into the LePE buffer when possible.
-            q_rot = q_rot.mul_(z) if inplace else q_rot * z
             lepe = lepe.reshape(groups, head_dim, tokens)  # a copy only for channels_last input
             if inplace:
-                out = lepe.baddbmm_(kv.transpose(1, 2), q_rot)
+                out = lepe.baddbmm_(kv.transpose(1, 2), q_rot.mul_(z))
             else:
-                out = torch.baddbmm(lepe, kv.transpose(1, 2), q_rot)
+                out = torch.baddbmm(lepe, kv.transpose(1, 2), q_rot * z)
         out = out.view(batch, channels, height, width)
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
@@ -138,25 +134,43 @@ class MLLAttention(nn.Module):
         return f"in_channels={self.in_channels}, num_heads={self.num_heads}"
 
 
+def _elu_plus_one_(t: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """``t <- elu(t) + 1 = max(t, 0) + exp(min(t, 0))`` in place (no autograd).
+
+    Args:
+        t: Tensor to update.
+        scratch: Optional contiguous buffer of ``t.numel()`` elements for ``exp(min(t, 0))``.
+
+    Returns:
+        The scratch buffer (allocated when not given), free for reuse afterwards.
+    """
+    if scratch is None:
+        scratch = t.clamp(max=0.0)
+    else:
+        scratch = torch.clamp(t, max=0.0, out=scratch.view(t.shape))
+    t.clamp_(min=0.0).add_(scratch.exp_())
+    return scratch
+
+
 def _rotate_halves(
-    qk: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None
+    t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Rotate (a, b) halves: ``(a cos - b sin, a sin + b cos)``.
 
     Args:
-        qk: (B, heads, 2, 2, d/2, N); dim 3 selects a (even channels) or b (odd channels).
-        cos: (heads, 1, d/2, N) cosines.
-        sin: (heads, 1, d/2, N) sines.
-        out: Optional buffer of ``qk.numel()`` elements to write into (no autograd).
+        t: (B, heads, 2, d/2, N); dim 2 selects a (even channels) or b (odd channels).
+        cos: (heads, d/2, N) cosines.
+        sin: (heads, d/2, N) sines.
+        out: Optional contiguous buffer of ``t.numel()`` elements to write into (no autograd).
 
     Returns:
-        The rotated tensor, shaped like ``qk``.
+        The rotated tensor, shaped like ``t`` and contiguous.
     """
-    a, b = qk.unbind(3)
+    a, b = t.unbind(2)
     if out is None:
-        return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=3)
-    out = out.view(qk.shape)
-    rot_a, rot_b = out.unbind(3)
+        return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=2)
+    out = out.view(t.shape)
+    rot_a, rot_b = out.unbind(2)
     torch.mul(a, cos, out=rot_a).addcmul_(b, sin, value=-1.0)
     torch.mul(a, sin, out=rot_b).addcmul_(b, cos)
     return out
