@@ -206,6 +206,13 @@ def test_tables_stay_float32_for_a_half_precision_module() -> None:
     assert all(table.dtype == torch.float32 for table in module.rope_tables._tables.values())
 
 
+def test_runs_on_the_meta_device() -> None:
+    # Shape inference and FLOP counting run models on "meta", where autocast does not exist.
+    module = MLLAttention(16).to("meta")
+    out = module(torch.empty(2, 16, 4, 6, device="meta"))
+    assert out.shape == (2, 16, 4, 6) and out.device.type == "meta"
+
+
 def test_bad_configuration_and_input_raise_clear_errors() -> None:
     with pytest.raises(ValueError, match="divisible by 4"):
         MLLAttention(18)

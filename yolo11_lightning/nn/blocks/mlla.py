@@ -189,7 +189,8 @@ class _float32_region:
         self._context: torch.autocast | None = None
 
     def __enter__(self) -> None:
-        if torch.is_autocast_enabled(self.device_type):
+        # Devices without autocast (e.g. "meta", used for FLOP counting) need nothing.
+        if torch.amp.is_autocast_available(self.device_type) and torch.is_autocast_enabled(self.device_type):
             self._context = torch.autocast(device_type=self.device_type, enabled=False)
             self._context.__enter__()
 
