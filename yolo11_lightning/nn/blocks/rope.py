@@ -137,7 +137,7 @@ class RotaryTableCache:
         self._tables: OrderedDict[tuple[int, int, torch.device], torch.Tensor] = OrderedDict()
 
     def get(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        """The table for an ``height x width`` map on ``device`` (computed on first use)."""
+        """The (2, heads, d/2, H*W) table for a ``height x width`` map on ``device`` (made on first use)."""
         if is_tracing():
             # Export and compilation: compute in the graph, never touch Python-side state.
             return rope_cos_sin_per_head(height, width, self.channels, self.num_heads, self.base, device)
