@@ -15,29 +15,18 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-import yolo11_lightning
+from robustness_helpers import DATA, tiny_model_config
+
 from yolo11_lightning.data.datamodule import YOLODataModule
 from yolo11_lightning.training.checkpoint import AtomicCheckpointIO, is_temp_file
 from yolo11_lightning.training.module import YOLOModule
 from yolo11_lightning.training.resume import ExactResume
 
-DATA = Path(__file__).resolve().parents[2] / "data" / "shapes4" / "data.yaml"
 EPOCHS = 3
 BATCHES = 3
-
-
-def tiny_model_config(directory: Path) -> Path:
-    """YOLO11 at width 0.125 (0.8 M parameters): the full architecture, cheap to train and save."""
-    config = yaml.safe_load((Path(yolo11_lightning.__file__).parent / "nn" / "cfg" / "models" / "yolo11.yaml").read_text())
-    config["scales"] = {"t": [0.33, 0.125, 1024]}
-    config["scale"] = "t"
-    path = directory / "yolo11t.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 class SimulatedCrash(Exception):

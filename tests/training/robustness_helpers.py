@@ -1,0 +1,67 @@
+"""Shared pieces of the robustness tests (resume, crash, DDP, numerics): a tiny model and CLI args."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+import yolo11_lightning
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "data" / "shapes4" / "data.yaml"
+
+
+def tiny_model_config(directory: Path) -> Path:
+    """Write YOLO11 at width 0.125 (0.8 M parameters; the full architecture) and return its path."""
+    config = yaml.safe_load((Path(yolo11_lightning.__file__).parent / "nn" / "cfg" / "models" / "yolo11.yaml").read_text())
+    config["scales"] = {"t": [0.33, 0.125, 1024]}
+    config["scale"] = "t"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "yolo11t.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def tiny_cli_args(root: Path, checkpoint_dir: Path, epochs: int, batches: int = 3) -> list[str]:
+    """``train.py fit`` arguments for a few-second CPU run of the tiny model on the shipped data."""
+    return [
+        "--model.model", str(tiny_model_config(root)),
+        "--model.nominal_batch_size", "8",
+        "--model.warmup_epochs", "1",
+        "--model.min_warmup_iterations", "2",
+        "--model.print_class_table", "false",
+        "--data.data", str(DATA),
+        "--data.imgsz", "64",
+        "--data.batch_size", "4",
+        "--data.workers", "0",
+        "--data.scan_cache", "false",
+        "--data.pin_memory", "false",
+        "--data.close_mosaic", "1",
+        "--trainer.accelerator", "cpu",
+        "--trainer.devices", "1",
+        "--trainer.max_epochs", str(epochs),
+        "--trainer.limit_train_batches", str(batches),
+        "--trainer.limit_val_batches", "1",
+        "--trainer.num_sanity_val_steps", "0",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--trainer.logger.init_args.save_dir", str(root / "logs"),
+        "--trainer.default_root_dir", str(root),
+        "--best_checkpoint.dirpath", str(checkpoint_dir),
+        "--last_checkpoint.dirpath", str(checkpoint_dir),
+    ]  # fmt: skip
+
+
+def robustness_cli_args() -> list[str]:
+    """Extra ``train.py`` arguments adding the atomic checkpoint IO and ExactResume, unless the CLI
+    already has them by default."""
+    from yolo11_lightning.training import cli
+
+    source = Path(cli.__file__).read_text()
+    extra = []
+    if "AtomicCheckpointIO" not in source:
+        extra += ["--trainer.plugins+=yolo11_lightning.training.checkpoint.AtomicCheckpointIO"]
+    if "ExactResume" not in source:
+        extra += ["--trainer.callbacks+=yolo11_lightning.training.resume.ExactResume"]
+    return extra
