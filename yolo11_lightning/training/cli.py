@@ -8,7 +8,11 @@ Defaults added to Lightning's:
       original pixels) into the run directory;
     * the data module's ``num_classes`` and ``names`` are linked into the model, and its
       ``batch_size`` into the model's nominal-batch arithmetic;
-    * a CSV logger under ``runs/``.
+    * a CSV logger under ``runs/``;
+    * ``AtomicCheckpointIO``: checkpoints written atomically (temp file in the checkpoint's
+      directory, fsync, rename); resuming from an unreadable file names the previous good one;
+    * ``resume`` (``ExactResume``): ``fit --ckpt_path last.ckpt`` continues bit for bit (per-batch
+      RNG seeding, pending gradients; ``--resume.num_threads`` pins intra-op threads).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from yolo11_lightning.data.datamodule import YOLODataModule
 from yolo11_lightning.training.module import YOLOModule
+from yolo11_lightning.training.resume import ExactResume
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -96,6 +101,8 @@ class YOLOCLI(LightningCLI):
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
                 "init_args": {"save_dir": "runs", "name": "yolo11"},
             },
+            # Atomic, fsync'ed checkpoint writes; unreadable checkpoints name the previous good one.
+            "plugins": [{"class_path": "yolo11_lightning.training.checkpoint.AtomicCheckpointIO"}],
         }
         trainer_defaults.update(kwargs.pop("trainer_defaults", {}))
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -142,6 +149,7 @@ class YOLOCLI(LightningCLI):
                 "last_checkpoint.enable_version_counter": False,
             }
         )
+        parser.add_lightning_class_args(ExactResume, "resume")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.names", "model.class_names", apply_on="instantiate")
