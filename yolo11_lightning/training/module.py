@@ -230,7 +230,10 @@ class YOLOModule(LightningModule):
         self.log("train/lr_bias", settings.lrs[0], on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("train/lr", settings.lrs[1], on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("train/momentum", settings.momentum, on_step=True, on_epoch=False, batch_size=batch_size)
-        self.log("train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=False, on_epoch=True, reduce_fx="max")
+        self.log(
+            "train/nonfinite_skipped", float(self.nonfinite_skipped), on_step=False, on_epoch=True, reduce_fx="max",
+            batch_size=batch_size,
+        )  # fmt: skip
         return loss.detach()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
