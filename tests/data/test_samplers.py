@@ -98,3 +98,13 @@ def test_windows_shard_and_partners_do_not_depend_on_the_process_count() -> None
     for r in requests[:40]:  # rank 1 takes whole windows 1, 3, 5, ...; partners come from the same window
         assert window_of[r.index] % 2 == 1
         assert all(window_of[p] == window_of[r.index] for p in r.partners)
+
+
+@pytest.mark.parametrize("replicas", [2, 3])
+def test_validation_batches_do_not_depend_on_the_number_of_processes(replicas: int) -> None:
+    """Each image gets the same batch and letterbox shape with 1 or N processes (exact DDP mAP)."""
+    single = list(ValidationSampler(SHAPES, imgsz=640, batch_size=4, num_replicas=1, rank=0))
+    sharded = [r for rank in range(replicas) for r in ValidationSampler(SHAPES, 640, 4, num_replicas=replicas, rank=rank)]
+    assert sharded == single
+    tiny = [list(ValidationSampler(SHAPES[:3], 640, 4, num_replicas=3, rank=rank)) for rank in range(3)]
+    assert [len(requests) for requests in tiny] == [1, 1, 1]  # fewer batches than ranks: nobody is left empty

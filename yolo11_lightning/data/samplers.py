@@ -133,10 +133,12 @@ def rect_batch_shape(aspect_ratios: np.ndarray, imgsz: int, stride: int, pad: fl
 class ValidationSampler(DistributedSampler):
     """Evaluation sampler: every image exactly once across ranks (no padding, no duplicates).
 
-    Ranks get contiguous, near-equal slices of the order (sizes differ by at most one). With
-    ``rect``, the order sorts images by aspect ratio and each run of ``batch_size`` requests within a
-    rank's slice shares one letterbox shape (use the same ``batch_size`` in the DataLoader, no
-    ``drop_last``); otherwise every image is letterboxed to ``imgsz`` square.
+    The order (sorted by aspect ratio with ``rect``) is cut into batches of ``batch_size`` first,
+    and ranks get contiguous, near-equal runs of whole batches, so an image's batch, letterbox shape
+    and therefore its predictions do not depend on the number of processes (exact DDP metrics).
+    With ``rect`` each batch shares one letterbox shape (use the same ``batch_size`` in the
+    DataLoader, no ``drop_last``); otherwise every image is letterboxed to ``imgsz`` square. With
+    fewer batches than processes the batches shrink so that every rank gets images.
 
     Args:
         image_shapes: ``(n, 2)`` original ``(height, width)`` of each image.
@@ -164,10 +166,13 @@ class ValidationSampler(DistributedSampler):
         super().__init__(range(len(image_shapes)), num_replicas=num_replicas, rank=rank, shuffle=False)
         aspect = image_shapes[:, 0] / image_shapes[:, 1]
         order = np.argsort(aspect, kind="stable") if rect else np.arange(len(image_shapes))
-        self.indices = np.array_split(order, num_replicas)[rank]
+        if -(-len(order) // batch_size) < num_replicas:  # too few batches to give every rank one
+            batch_size = max(1, -(-len(order) // num_replicas))
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        mine = [batches[b] for b in np.array_split(np.arange(len(batches)), num_replicas)[rank]]
+        self.indices = np.concatenate(mine) if mine else np.zeros(0, dtype=np.int64)
         self.shapes: list[tuple[int, int]] = []
-        for start in range(0, len(self.indices), batch_size):
-            batch = self.indices[start : start + batch_size]
+        for batch in mine:
             shape = rect_batch_shape(aspect[batch], imgsz, stride, pad) if rect else (imgsz, imgsz)
             self.shapes.extend([shape] * len(batch))
 
