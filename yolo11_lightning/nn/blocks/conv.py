@@ -50,7 +50,8 @@ class Conv(nn.Module):
         )
         # Reference-compatible BatchNorm settings (eps 1e-3, momentum 0.03).
         self.bn: nn.Module = nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.03)
-        self.act = nn.SiLU() if act is True else act if isinstance(act, nn.Module) else nn.Identity()
+        # In place, as the reference: the BatchNorm output it overwrites is needed by nothing else.
+        self.act = nn.SiLU(inplace=True) if act is True else act if isinstance(act, nn.Module) else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, H, W) -> (B, out_channels, H / stride, W / stride)."""
