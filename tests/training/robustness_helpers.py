@@ -52,16 +52,3 @@ def tiny_cli_args(root: Path, checkpoint_dir: Path, epochs: int, batches: int = 
         "--last_checkpoint.dirpath", str(checkpoint_dir),
     ]  # fmt: skip
 
-
-def robustness_cli_args() -> list[str]:
-    """Extra ``train.py`` arguments adding the atomic checkpoint IO and ExactResume, unless the CLI
-    already has them by default."""
-    from yolo11_lightning.training import cli
-
-    source = Path(cli.__file__).read_text()
-    extra = []
-    if "AtomicCheckpointIO" not in source:
-        extra += ["--trainer.plugins+=yolo11_lightning.training.checkpoint.AtomicCheckpointIO"]
-    if "ExactResume" not in source:
-        extra += ["--trainer.callbacks+=yolo11_lightning.training.resume.ExactResume"]
-    return extra

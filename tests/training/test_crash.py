@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from robustness_helpers import ROOT, robustness_cli_args, tiny_cli_args
+from robustness_helpers import ROOT, tiny_cli_args
 
 from yolo11_lightning.training.checkpoint import UnreadableCheckpointError, is_temp_file
 
@@ -34,7 +34,7 @@ WRITE_SECONDS = 0.6
 
 
 def _start(root: Path, checkpoint_dir: Path, markers: Path, resume: bool, tmpdir: Path) -> subprocess.Popen:
-    args = ["fit", *tiny_cli_args(root, checkpoint_dir, EPOCHS), *robustness_cli_args()]
+    args = ["fit", *tiny_cli_args(root, checkpoint_dir, EPOCHS)]
     if resume:
         args += ["--ckpt_path", str(checkpoint_dir / "last.ckpt")]
     env = dict(os.environ, TMPDIR=str(tmpdir), PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
@@ -116,14 +116,14 @@ def test_resume_from_truncated_checkpoint_names_previous_good_one(tmp_path: Path
     torch.set_num_threads(1)
     checkpoint_dir = tmp_path / "checkpoints"
     # (limit_train_batches 1 would parse as the fraction 1.0: use 2 batches)
-    YOLOCLI(args=["fit", *tiny_cli_args(tmp_path, checkpoint_dir, epochs=1, batches=2), *robustness_cli_args()])
+    YOLOCLI(args=["fit", *tiny_cli_args(tmp_path, checkpoint_dir, epochs=1, batches=2)])
     last = checkpoint_dir / "last.ckpt"
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 3])
     with pytest.raises(UnreadableCheckpointError) as info:
         YOLOCLI(
             args=[
-                "fit", *tiny_cli_args(tmp_path, checkpoint_dir, epochs=2, batches=2), *robustness_cli_args(),
+                "fit", *tiny_cli_args(tmp_path, checkpoint_dir, epochs=2, batches=2),
                 "--ckpt_path", str(last),
             ]  # fmt: skip
         )
