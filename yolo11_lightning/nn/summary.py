@@ -14,7 +14,8 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, input_chan
     """Floating-point operations of one eval forward pass of a batch-1 image.
 
     Counted by ``torch.utils.flop_counter`` (convolutions and matrix products, 2 per
-    multiply-accumulate) on a copy of the model on the ``meta`` device, so nothing is computed.
+    multiply-accumulate) on a copy of the model on the ``meta`` device, so nothing is computed;
+    a model that cannot run on ``meta`` (e.g. it reads tensor values) is run for real on the CPU.
 
     Args:
         model: The model (left untouched).
@@ -25,12 +26,19 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, input_chan
         The FLOP count.
     """
     height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-    probe = copy.deepcopy(model).to("meta").eval()
-    image = torch.empty(1, input_channels, height, width, device="meta")
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        probe(image)
-    return int(counter.get_total_flops())
+    for device in ("meta", "cpu"):
+        probe = copy.deepcopy(model).to(device).eval()
+        image = torch.zeros(1, input_channels, height, width, device=device)
+        counter = FlopCounterMode(display=False)
+        try:
+            with counter, torch.no_grad():
+                probe(image)
+        except (RuntimeError, NotImplementedError):
+            if device == "cpu":
+                raise
+            continue
+        return int(counter.get_total_flops())
+    raise AssertionError("unreachable")
 
 
 def summary_totals(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> dict[str, float]:
