@@ -187,3 +187,20 @@ def test_bad_inputs_raise() -> None:
         TaskAlignedAssigner(3)(scores, pred_boxes, anchors, torch.tensor([[0.0]]), boxes, torch.ones(1, 2))
     with pytest.raises(ValueError, match="classes"):
         TaskAlignedAssigner(4)(scores, pred_boxes, anchors, torch.tensor([[0.0]]), boxes, torch.ones(1, 1))
+
+
+def test_bf16_inputs_under_autocast_are_assigned_in_float32() -> None:
+    """Under bf16 autocast the assignment equals the float32 one of the same (bf16-rounded) inputs."""
+    gen = torch.Generator().manual_seed(11)
+    nc, imgsz = 5, 128
+    anchors = anchors_for(imgsz)
+    labels, boxes, mask = padded_gt([6, 3], nc, imgsz, gen)
+    scores, pred_boxes = random_predictions(2, anchors, nc, gen)
+    scores, pred_boxes = scores.bfloat16(), pred_boxes.bfloat16()
+    expected = TaskAlignedAssigner(nc)(scores.float(), pred_boxes.float(), anchors, labels, boxes, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        result = TaskAlignedAssigner(nc)(scores, pred_boxes, anchors, labels, boxes, mask)
+    assert result.target_boxes.dtype == torch.float32 and result.target_weights.dtype == torch.float32
+    assert expected.fg_mask.sum() > 10
+    for field in ("fg_mask", "target_gt_idx", "target_labels", "target_boxes", "target_weights"):
+        assert torch.equal(getattr(expected, field), getattr(result, field)), field
