@@ -133,3 +133,36 @@ def test_make_divisible() -> None:
     assert make_divisible(1024 * 0.25, 8) == 256
     assert make_divisible(20, 8) == 24
     assert make_divisible(512 * 1.5, 8) == 768
+
+
+def test_bundled_configs_resolve_from_an_installed_wheel(tmp_path: Path) -> None:
+    """Build a wheel from a copy of the sources, install it elsewhere, build a scaled bundled name."""
+    import shutil
+    import subprocess
+    import sys
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    shutil.copytree(REPO_ROOT / "yolo11_lightning", source / "yolo11_lightning", ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)], check=True)
+    wheel = next((tmp_path / "dist").glob("yolo11_lightning-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True)
+    script = (
+        "import yolo11_lightning, torch\n"
+        "from yolo11_lightning import build_model\n"
+        "from yolo11_lightning.nn.builder import bundled_configs\n"
+        "model = build_model('yolo11s.yaml')\n"
+        "print(yolo11_lightning.__file__, model.yaml['scale'], sum(p.numel() for p in model.parameters()), bundled_configs())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""},
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    location, scale, params, configs = result.stdout.split(" ", 3)
+    assert location.startswith(str(tmp_path / "site")) and scale == "s"
+    assert int(params) == PARAMS_NC80["s"]
+    assert "yolo11.yaml" in configs
