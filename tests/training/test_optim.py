@@ -14,7 +14,7 @@ from yolo11_lightning.training.optim import (
     DECAY_GROUP,
     NORM_GROUP,
     apply_settings,
-    build_sgd,
+    build_optimizer,
     lr_factor,
     nominal_accumulate,
     scaled_weight_decay,
@@ -66,7 +66,7 @@ def test_nominal_batch_and_weight_decay(batch: int, accumulate: int, decay: floa
 
 def test_optimizer_groups_and_settings() -> None:
     model = _tiny()
-    optimizer = build_sgd(model, lr0=0.01, momentum=0.937, weight_decay=7e-4)
+    optimizer = build_optimizer(model, lr0=0.01, momentum=0.937, weight_decay=7e-4)
     assert isinstance(optimizer, torch.optim.SGD)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0, 7e-4, 0.0]
     assert all(g["nesterov"] and g["momentum"] == 0.937 for g in optimizer.param_groups)
@@ -134,7 +134,7 @@ def test_settings_at_iteration(schedule: str, iteration: int) -> None:
 
 
 def test_apply_settings_writes_groups() -> None:
-    optimizer = build_sgd(_tiny(), lr0=0.01, momentum=0.937, weight_decay=5e-4)
+    optimizer = build_optimizer(_tiny(), lr0=0.01, momentum=0.937, weight_decay=5e-4)
     settings = settings_at(
         10, 0, epochs=5, warmup_iters=100, lr0=0.01, lrf=0.01, schedule="linear",
         momentum=0.937, warmup_momentum=0.8, warmup_bias_lr=0.1, batch_size=16,
@@ -142,3 +142,16 @@ def test_apply_settings_writes_groups() -> None:
     apply_settings(optimizer, settings)
     assert [g["lr"] for g in optimizer.param_groups] == list(settings.lrs)
     assert all(g["momentum"] == settings.momentum for g in optimizer.param_groups)
+
+
+def test_adamw_keeps_its_betas_through_warmup() -> None:
+    optimizer = build_optimizer(_tiny(), lr0=0.002, momentum=0.9, weight_decay=5e-4, optimizer="AdamW")
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0, 5e-4, 0.0]
+    settings = settings_at(
+        3, 0, epochs=5, warmup_iters=100, lr0=0.002, lrf=0.01, schedule="linear",
+        momentum=0.9, warmup_momentum=0.8, warmup_bias_lr=0.0, batch_size=16,
+    )
+    apply_settings(optimizer, settings)
+    assert all(g["betas"] == (0.9, 0.999) for g in optimizer.param_groups)
+    assert [g["lr"] for g in optimizer.param_groups] == list(settings.lrs)

@@ -18,7 +18,7 @@ from yolo11_lightning.training.metrics import DetectionMetrics, DetectionResults
 from yolo11_lightning.training.optim import (
     StepSettings,
     apply_settings,
-    build_sgd,
+    build_optimizer,
     nominal_accumulate,
     scaled_weight_decay,
     settings_at,
@@ -53,12 +53,12 @@ class YOLOModule(LightningModule):
         lr0: initial learning rate.
         lrf: final learning rate as a fraction of ``lr0``.
         schedule: LR decay over the epochs, ``"linear"`` or ``"cosine"``.
-        momentum: SGD momentum (AdamW beta1) after warmup.
+        momentum: SGD momentum after warmup (AdamW: beta1, constant).
         weight_decay: weight decay at the nominal batch size (scaled to the effective batch).
         nominal_batch_size: batch size the recipe is tuned for; gradients are accumulated to it.
         warmup_epochs: warmup length in epochs (fractional allowed; 0 disables warmup).
         min_warmup_iterations: the shortest warmup in iterations.
-        warmup_momentum: momentum at the start of warmup.
+        warmup_momentum: SGD momentum at the start of warmup.
         warmup_bias_lr: bias learning rate at the start of warmup.
         grad_clip_norm: maximal total gradient norm before each optimizer step.
         ema_decay: asymptotic EMA decay.
@@ -288,7 +288,7 @@ class YOLOModule(LightningModule):
             f"optimizer: {hp.optimizer}(lr0={hp.lr0}, momentum={hp.momentum}) weight_decay={decay:.6g}, "
             f"accumulate {nominal_accumulate(effective_batch, hp.nominal_batch_size)} x batch {effective_batch}"
         )
-        return build_sgd(self.model, hp.lr0, hp.momentum, decay, hp.optimizer)
+        return build_optimizer(self.model, hp.lr0, hp.momentum, decay, hp.optimizer)
 
     # --------------------------------------------------------------------------- validation, test
     def on_validation_epoch_start(self) -> None:

@@ -106,7 +106,7 @@ def scaled_weight_decay(weight_decay: float, batch_size: int, nominal_batch_size
     return weight_decay * batch_size * accumulate / nominal_batch_size
 
 
-def build_sgd(
+def build_optimizer(
     model: nn.Module,
     lr0: float,
     momentum: float,
@@ -254,15 +254,13 @@ def settings_at(
 
 
 def apply_settings(optimizer: torch.optim.Optimizer, settings: StepSettings) -> None:
-    """Write per-group LRs and the momentum into ``optimizer``.
+    """Write per-group LRs and (SGD) the momentum into ``optimizer``.
 
     Args:
-        optimizer: an optimizer from :func:`build_sgd`.
+        optimizer: an optimizer from :func:`build_optimizer`.
         settings: the values from :func:`settings_at`.
     """
     for group, lr in zip(optimizer.param_groups, settings.lrs):
         group["lr"] = lr
-        if "momentum" in group:
+        if "momentum" in group:  # SGD; AdamW keeps its betas, as in the reference
             group["momentum"] = settings.momentum
-        elif "betas" in group:
-            group["betas"] = (settings.momentum, group["betas"][1])
