@@ -14,6 +14,7 @@ import torch
 from yolo11_lightning.training.checkpoint import (
     AtomicCheckpointIO,
     UnreadableCheckpointError,
+    host_tag,
     is_temp_file,
     remove_orphan_temp_files,
 )
@@ -68,13 +69,16 @@ def test_temp_file_is_created_in_checkpoint_directory(tmp_path: Path) -> None:
 
 
 def test_orphans_of_dead_processes_are_removed_but_not_others(tmp_path: Path) -> None:
-    dead = tmp_path / f".ckpt-tmp-{_dead_pid()}-abc123-last.ckpt"
-    alive = tmp_path / f".ckpt-tmp-{os.getppid()}-abc123-last.ckpt"  # a live process: maybe a concurrent save
+    host = host_tag()
+    other_host = "0" * 8 if host != "0" * 8 else "1" * 8
+    dead = tmp_path / f".ckpt-tmp-{host}-{_dead_pid()}-abc123-last.ckpt"
+    alive = tmp_path / f".ckpt-tmp-{host}-{os.getppid()}-abc123-last.ckpt"  # a live process: maybe a concurrent save
+    elsewhere = tmp_path / f".ckpt-tmp-{other_host}-{_dead_pid()}-abc123-last.ckpt"  # another node's writer
     foreign = tmp_path / ".tmp-something-else"  # not our naming: never touched
-    for p in (dead, alive, foreign):
+    for p in (dead, alive, elsewhere, foreign):
         p.write_bytes(b"x")
     assert remove_orphan_temp_files(tmp_path) == [dead]
-    assert not dead.exists() and alive.exists() and foreign.exists()
+    assert not dead.exists() and alive.exists() and elsewhere.exists() and foreign.exists()
     # The first save into the directory cleans it as well.
     dead.write_bytes(b"x")
     AtomicCheckpointIO().save_checkpoint(_checkpoint(1), tmp_path / "last.ckpt")

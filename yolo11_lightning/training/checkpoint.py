@@ -6,12 +6,12 @@ mid-copy leaves a truncated checkpoint), nothing is fsync'ed, and a killed save 
 behind. :class:`AtomicCheckpointIO` instead writes next to the target and renames:
 
 1. serialise into a temp file **in the checkpoint's own directory** (same filesystem, so the rename
-   is atomic), named ``.ckpt-tmp-<pid>-<random>-<target name>`` so it is recognisable as ours;
+   is atomic), named ``.ckpt-tmp-<host tag>-<pid>-<random>-<target name>`` so it is recognisable as ours;
 2. flush and ``fsync`` the file, ``os.replace`` it over the target, ``fsync`` the directory.
 
 At any instant the target path holds either the complete old file or the complete new one. A temp
-file is removed when its save fails; temp files left by killed runs (their process id no longer
-alive on this machine) are removed before the first save into a directory and when a checkpoint
+file is removed when its save fails; temp files left by killed runs (written on this machine by a
+process id no longer alive) are removed before the first save into a directory and when a checkpoint
 of that directory is loaded.
 
 Loading an unreadable checkpoint raises :class:`UnreadableCheckpointError`, whose message names the
@@ -21,9 +21,11 @@ learns what to resume from instead.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
@@ -37,8 +39,14 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".ckpt-tmp-"
-# .ckpt-tmp-<pid>-<random token from tempfile>-<target file name>
-_TEMP_PATTERN = re.compile(r"^\.ckpt-tmp-(?P<pid>\d+)-[A-Za-z0-9_]+-.+$")
+# .ckpt-tmp-<host tag>-<pid>-<random token from tempfile>-<target file name>
+_TEMP_PATTERN = re.compile(r"^\.ckpt-tmp-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[A-Za-z0-9_]+-.+$")
+
+
+def host_tag() -> str:
+    """8 hex digits identifying this machine, so that a shared directory's temp files of writers on
+    other nodes (whose process ids mean nothing here) are never taken for orphans."""
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 CHECKPOINT_SUFFIX = ".ckpt"
 
 
@@ -86,8 +94,9 @@ def is_temp_file(path: Path) -> bool:
 def remove_orphan_temp_files(directory: _PATH) -> list[Path]:
     """Remove temp files left in ``directory`` by killed saves (their writer process is gone).
 
-    Only files named like ours (``.ckpt-tmp-<pid>-...``) whose ``pid`` is not a live process on this
-    machine are touched; a concurrent save by a live process keeps its temp file.
+    Only files named like ours (``.ckpt-tmp-<host tag>-<pid>-...``) written on this machine by a
+    process that is no longer alive are touched; a concurrent save by a live process, or by another
+    node sharing the directory, keeps its temp file.
 
     Args:
         directory: the checkpoint directory.
@@ -96,12 +105,13 @@ def remove_orphan_temp_files(directory: _PATH) -> list[Path]:
         The removed paths.
     """
     directory = Path(directory)
+    host = host_tag()
     removed: list[Path] = []
     if not directory.is_dir():
         return removed
     for entry in directory.iterdir():
         match = _TEMP_PATTERN.match(entry.name)
-        if match is None or not entry.is_file() or _process_alive(int(match["pid"])):
+        if match is None or match["host"] != host or not entry.is_file() or _process_alive(int(match["pid"])):
             continue
         try:
             entry.unlink()
@@ -219,7 +229,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         directory = target.parent
         directory.mkdir(parents=True, exist_ok=True)
         self._clean_once(directory)
-        fd, temp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f"-{target.name}", dir=directory)
+        fd, temp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{host_tag()}-{os.getpid()}-", suffix=f"-{target.name}", dir=directory)
         try:
             with os.fdopen(fd, "wb") as file:
                 self.write_payload(checkpoint, file)
