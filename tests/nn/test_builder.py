@@ -111,15 +111,15 @@ def test_user_block_registered_through_the_imports_key() -> None:
     for row in cfg["head"]:
         if isinstance(row[0], list):
             row[0] = [j + 1 if j >= 10 else j for j in row[0]]
-    model = build_model({**cfg, "scale": "n"}, nc=4)
+    model = build_model({**cfg, "scale": "n"})
     assert "ToySqueezeGate" in registered_blocks()
     assert type(model.model[10]).__name__ == "ToySqueezeGate"
     assert model.layer_infos[10].args == [256]  # "same" contract: input channels prepended
-    assert _params(model) == _params(cached_model("yolo11n.yaml", 4)) + 256 * 256 + 256
+    assert _params(model) == PARAMS_NC80["n"] + 256 * 256 + 256
     model.eval()
     with torch.no_grad():
         decoded, maps = model(torch.rand(1, 3, 64, 96))
-    assert decoded.shape == (1, 4 + 4, 8 * 12 + 4 * 6 + 2 * 3)
+    assert decoded.shape == (1, 4 + 80, 8 * 12 + 4 * 6 + 2 * 3)
 
 
 def test_missing_import_module_is_named() -> None:
