@@ -4,11 +4,12 @@ Each measurement runs in a fresh subprocess of this script (same data, machine, 
 after the other:
 
 * ``throughput``: images/s of steady-state training (yolo11n, imgsz 320, batch 16, CPU, fp32):
-  time between consecutive batch ends within an epoch (data loading included), first epoch skipped.
-* ``val``: wall time of one full validation run (model set-up, data, forward, NMS, mAP) on the
-  validation split, best of two; both sides load the same weights (``--weights``, a reference
-  ``.pt``; default: the reference's weights trained by ``--compare-map`` in this run, else an
-  untrained model).
+  time between consecutive batch ends within an epoch (data loading included with the default
+  ``--workers 0``), first epoch skipped; per wall second and per CPU second of the process (the
+  machine may be shared: the CPU figure is the steadier one).
+* ``val``: time of one full validation run (model set-up, data, forward, NMS, mAP) on the
+  validation split, best of two; both sides load the same weights (``--weights``: a reference
+  ``.pt`` or one of our ``.ckpt``; with ``--compare-map``, the reference's trained weights).
 * ``--compare-map``: both train from scratch with the same recipe, epochs and data; the final (last
   epoch) EMA weights of both are then scored by the same evaluator (ours: torchmetrics COCO mAP,
   max 300 detections); the reference's own mAP50-95 is printed too.
@@ -16,7 +17,8 @@ after the other:
 Usage::
 
     .venv/bin/python benchmarks/bench_train.py                       # throughput + val time
-    .venv/bin/python benchmarks/bench_train.py --compare-map --epochs 40
+    .venv/bin/python benchmarks/bench_train.py --compare-map --imgsz 160 --batch 8 --nbs 8 --epochs 40 \
+        --close-mosaic 5 --optimizer AdamW --lr0 0.002 --momentum 0.9 --warmup-bias-lr 0.0
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ def _our_modules(args: argparse.Namespace, weights: str | None = None, **model_k
     )  # fmt: skip
     module = YOLOModule(
         "yolo11n.yaml", num_classes=data.num_classes, class_names=data.names, weights=weights,
-        nominal_batch_size=args.nbs, print_class_table=False, channels_last=args.channels_last, **model_kwargs,
+        nominal_batch_size=args.nbs, print_class_table=False, channels_last=args.channels_last,
+        optimizer=args.optimizer, lr0=args.lr0, momentum=args.momentum, warmup_bias_lr=args.warmup_bias_lr,
+        warmup_epochs=args.warmup_epochs, min_warmup_iterations=100, **model_kwargs,
     )  # fmt: skip
     return module, data
 
@@ -64,28 +68,30 @@ def ours_throughput(args: argparse.Namespace) -> dict:
     from lightning.pytorch import Callback, seed_everything
 
     seed_everything(0)
-    ends: list[tuple[int, float]] = []
+    ends: list[tuple[int, float, float]] = []
 
     class Clock(Callback):
         def on_train_batch_end(self, trainer, *unused) -> None:
-            ends.append((trainer.current_epoch, time.perf_counter()))
+            ends.append((trainer.current_epoch, time.perf_counter(), time.process_time()))
 
     module, data = _our_modules(args)
     with tempfile.TemporaryDirectory() as root:
         _trainer(root, args.throughput_epochs, limit_val_batches=0, callbacks=[Clock()]).fit(module, data)
-    return {"images_per_s": _images_per_second(ends, args.batch)}
+    return _images_per_second(ends, args.batch)
 
 
 def ours_val(args: argparse.Namespace) -> dict:
-    times, results = [], None
+    times, cpu_times, results = [], [], None
     for _ in range(2):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         module, data = _our_modules(args, weights=args.weights)
         with tempfile.TemporaryDirectory() as root:
             _trainer(root, 1).validate(module, data, verbose=False)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
         results = module.last_results
-    return {"seconds": min(times), "map50_95": results.map50_95, "map50": results.map50}
+    return {"seconds": min(times), "cpu_seconds": min(cpu_times), "map50_95": results.map50_95,
+            "map50": results.map50}  # fmt: skip
 
 
 def ours_train(args: argparse.Namespace) -> dict:
@@ -107,40 +113,58 @@ def ours_score(args: argparse.Namespace) -> dict:
 
 # ------------------------------------------------------------------------------------ reference
 def _reference_model(weights: str | None):
+    """The reference's YOLO object; ``weights`` a reference ``.pt`` or one of our ``.ckpt`` (EMA weights)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
-    return YOLO(weights or "yolo11n.yaml")
+    if not weights or not weights.endswith(".ckpt"):
+        return YOLO(weights or "yolo11n.yaml")
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    checkpoint = torch.load(weights, map_location="cpu", weights_only=False)
+    names = checkpoint["class_names"]
+    network = DetectionModel("yolo11n.yaml", nc=len(names), verbose=False)
+    network.load_state_dict(checkpoint["ema_state_dict"])  # same keys by design
+    network.names = names
+    with tempfile.NamedTemporaryFile(suffix=".pt", delete=False) as handle:
+        torch.save({"model": network.float(), "train_args": {}}, handle.name)  # the reference's own format
+    return YOLO(handle.name)
 
 
 def _reference_train_args(args: argparse.Namespace, project: str, epochs: int, val: bool) -> dict:
     return dict(
         data=str(args.data), epochs=epochs, imgsz=args.imgsz, batch=args.batch, workers=args.workers, device="cpu",
-        amp=False, plots=False, val=val, project=project, name="run", exist_ok=True, optimizer="SGD", lr0=0.01,
-        momentum=0.937, weight_decay=5e-4, nbs=args.nbs, close_mosaic=args.close_mosaic, seed=0, verbose=False,
+        amp=False, plots=False, val=val, project=project, name="run", exist_ok=True, optimizer=args.optimizer,
+        lr0=args.lr0, momentum=args.momentum, warmup_bias_lr=args.warmup_bias_lr, warmup_epochs=args.warmup_epochs,
+        weight_decay=5e-4, nbs=args.nbs, close_mosaic=args.close_mosaic, seed=0, verbose=False,
     )  # fmt: skip
 
 
 def reference_throughput(args: argparse.Namespace) -> dict:
-    ends: list[tuple[int, float]] = []
+    ends: list[tuple[int, float, float]] = []
     model = _reference_model(None)
-    model.add_callback("on_train_batch_end", lambda trainer: ends.append((trainer.epoch, time.perf_counter())))
+    model.add_callback(
+        "on_train_batch_end", lambda trainer: ends.append((trainer.epoch, time.perf_counter(), time.process_time()))
+    )
     with tempfile.TemporaryDirectory() as project:
         model.train(**_reference_train_args(args, project, args.throughput_epochs, val=False))
-    return {"images_per_s": _images_per_second(ends, args.batch)}
+    return _images_per_second(ends, args.batch)
 
 
 def reference_val(args: argparse.Namespace) -> dict:
-    times, metrics = [], None
+    times, cpu_times, metrics = [], [], None
     for _ in range(2):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         with tempfile.TemporaryDirectory() as project:
             metrics = _reference_model(args.weights).val(
                 data=str(args.data), imgsz=args.imgsz, batch=args.batch, device="cpu", plots=False, conf=0.001,
                 iou=0.7, max_det=300, workers=args.workers, project=project, name="val", verbose=False,
             )  # fmt: skip
         times.append(time.perf_counter() - start)
-    return {"seconds": min(times), "map50_95": float(metrics.box.map), "map50": float(metrics.box.map50)}
+        cpu_times.append(time.process_time() - cpu_start)
+    return {"seconds": min(times), "cpu_seconds": min(cpu_times), "map50_95": float(metrics.box.map),
+            "map50": float(metrics.box.map50)}  # fmt: skip
 
 
 def reference_train(args: argparse.Namespace) -> dict:
@@ -155,16 +179,18 @@ def reference_train(args: argparse.Namespace) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- driver
-def _images_per_second(ends: list[tuple[int, float]], batch: int) -> float:
-    """Images/s over consecutive batch ends within each epoch, skipping the first epoch."""
-    elapsed, batches = 0.0, 0
-    epochs = sorted({epoch for epoch, _ in ends})
+def _images_per_second(ends: list[tuple[int, float, float]], batch: int) -> dict:
+    """Images per wall second and per CPU second (this process) over consecutive batch ends within
+    each epoch, skipping the first epoch."""
+    elapsed, cpu, batches = 0.0, 0.0, 0
+    epochs = sorted({entry[0] for entry in ends})
     for epoch in epochs[1:] if len(epochs) > 1 else epochs:
-        stamps = [t for e, t in ends if e == epoch]
+        stamps = [entry for entry in ends if entry[0] == epoch]
         if len(stamps) > 1:
-            elapsed += stamps[-1] - stamps[0]
+            elapsed += stamps[-1][1] - stamps[0][1]
+            cpu += stamps[-1][2] - stamps[0][2]
             batches += len(stamps) - 1
-    return batch * batches / elapsed if elapsed else float("nan")
+    return {"images_per_s": batch * batches / elapsed, "images_per_cpu_s": batch * batches / cpu}
 
 
 TASKS = {
@@ -178,7 +204,9 @@ def _child(side: str, task: str, args: argparse.Namespace, **extra: str) -> dict
     command = [sys.executable, __file__, "--side", side, "--task", task, "--data", str(args.data),
                "--imgsz", str(args.imgsz), "--batch", str(args.batch), "--workers", str(args.workers),
                "--nbs", str(args.nbs), "--epochs", str(args.epochs), "--close-mosaic", str(args.close_mosaic),
-               "--throughput-epochs", str(args.throughput_epochs)]  # fmt: skip
+               "--throughput-epochs", str(args.throughput_epochs), "--optimizer", args.optimizer,
+               "--lr0", str(args.lr0), "--momentum", str(args.momentum), "--warmup-bias-lr", str(args.warmup_bias_lr),
+               "--warmup-epochs", str(args.warmup_epochs)]  # fmt: skip
     if args.channels_last:
         command.append("--channels-last")
     for key, value in extra.items():
@@ -196,13 +224,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="data.yaml (default: the shipped data set)")
     parser.add_argument("--imgsz", type=int, default=320, help="image size")
     parser.add_argument("--batch", type=int, default=16, help="batch size")
-    parser.add_argument("--workers", type=int, default=2, help="dataloader workers (both sides)")
+    parser.add_argument("--workers", type=int, default=0, help="dataloader workers (both sides; 0: CPU time covers loading)")
     parser.add_argument("--nbs", type=int, default=64, help="nominal batch size (both sides)")
     parser.add_argument("--epochs", type=int, default=40, help="epochs of the --compare-map training")
     parser.add_argument("--close-mosaic", type=int, default=10, help="mosaic off for the last N epochs")
     parser.add_argument("--throughput-epochs", type=int, default=3, help="epochs timed for throughput")
+    parser.add_argument("--optimizer", choices=["SGD", "AdamW"], default="SGD", help="both sides")
+    parser.add_argument("--lr0", type=float, default=0.01, help="initial LR (both sides)")
+    parser.add_argument("--momentum", type=float, default=0.937, help="SGD momentum / AdamW beta1 (both sides)")
+    parser.add_argument("--warmup-bias-lr", type=float, default=0.1, help="bias LR at warmup start (both sides)")
+    parser.add_argument("--warmup-epochs", type=float, default=3.0, help="warmup epochs, at least 100 iterations")
     parser.add_argument("--channels-last", action="store_true", help="ours: channels-last memory format")
-    parser.add_argument("--weights", default=None, help="reference .pt both sides validate (val timing)")
+    parser.add_argument("--weights", default=None, help="weights both sides validate: reference .pt or our .ckpt")
     parser.add_argument("--compare-map", action="store_true", help="train both from scratch, compare mAP50-95")
     parser.add_argument("--skip-speed", action="store_true", help="skip the throughput and val timings")
     parser.add_argument("--side", choices=["ours", "reference"], help=argparse.SUPPRESS)
@@ -222,7 +255,8 @@ def main() -> None:
             reference = _child("reference", "train", args, output_dir=output)
             ref_scored = _child("ours", "score", args, weights=reference["weights"])
             args.weights = args.weights or reference["weights"]
-            print(f"from scratch, {args.epochs} epochs, nbs {args.nbs}, batch {args.batch}, imgsz {args.imgsz}:")
+            print(f"from scratch, {args.epochs} epochs, {args.optimizer} lr0 {args.lr0}, nbs {args.nbs}, "
+                  f"batch {args.batch}, imgsz {args.imgsz}, close_mosaic {args.close_mosaic}:")  # fmt: skip
             print(f"  ours      mAP50-95 {ours['map50_95']:.4f}  mAP50 {ours['map50']:.4f}  "
                   f"(train {ours['seconds']:.0f} s)")  # fmt: skip
             print(f"  reference mAP50-95 {ref_scored['map50_95']:.4f}  mAP50 {ref_scored['map50']:.4f}  "
@@ -239,12 +273,16 @@ def _speed(args: argparse.Namespace) -> None:
     ours = _child("ours", "throughput", args)
     reference = _child("reference", "throughput", args)
     print(f"training throughput: ours {ours['images_per_s']:.2f} img/s, reference {reference['images_per_s']:.2f} "
-          f"img/s, ratio {ours['images_per_s'] / reference['images_per_s']:.3f} (goal >= 1.0)")  # fmt: skip
+          f"img/s, ratio {ours['images_per_s'] / reference['images_per_s']:.3f} (goal >= 1.0); per CPU second: "
+          f"ours {ours['images_per_cpu_s']:.2f}, reference {reference['images_per_cpu_s']:.2f}, ratio "
+          f"{ours['images_per_cpu_s'] / reference['images_per_cpu_s']:.3f}")  # fmt: skip
     extra = {"weights": args.weights} if args.weights else {}
     ours_v = _child("ours", "val", args, **extra)
     reference_v = _child("reference", "val", args, **extra)
     print(f"validation epoch: ours {ours_v['seconds']:.2f} s, reference {reference_v['seconds']:.2f} s, ratio "
-          f"{ours_v['seconds'] / reference_v['seconds']:.3f} (goal <= 1.0); weights {args.weights or 'untrained'}; "
+          f"{ours_v['seconds'] / reference_v['seconds']:.3f} (goal <= 1.0); CPU ours {ours_v['cpu_seconds']:.2f} s, "
+          f"reference {reference_v['cpu_seconds']:.2f} s, ratio {ours_v['cpu_seconds'] / reference_v['cpu_seconds']:.3f}; "
+          f"weights {args.weights or 'untrained'}; "
           f"mAP50-95 ours {ours_v['map50_95']:.4f} (COCO), reference {reference_v['map50_95']:.4f} (its own)")
 
 
