@@ -142,3 +142,19 @@ def test_precision_recall_match_reference() -> None:
     precision, recall = out[2], out[3]
     assert results.precision == pytest.approx(float(precision.mean()), abs=1e-9)
     assert results.recall == pytest.approx(float(recall.mean()), abs=1e-9)
+
+
+def test_detection_limit_is_300_not_100() -> None:
+    # One ground truth found only by the 151st detection of its image: counted with a limit of 300,
+    # lost with COCO's default 100.
+    gt_boxes, gt_labels = torch.tensor([[10.0, 10.0, 60.0, 60.0]]), torch.tensor([0])
+    offsets = torch.arange(150, dtype=torch.float32)[:, None] * 3 + 100
+    false_positives = torch.cat([offsets, offsets, offsets + 20, offsets + 20], 1)
+    boxes = torch.cat([false_positives, gt_boxes])
+    scores = torch.cat([torch.linspace(0.9, 0.5, 150), torch.tensor([0.1])])
+    preds = torch.cat([boxes, scores[:, None], torch.zeros(151, 1)], 1)
+    data = [(preds, gt_boxes, gt_labels)]
+    results = _metrics(data).compute()
+    table = _cocoeval(data).eval["precision"][:, :, :, 0, -1]
+    assert results.map50_95 == pytest.approx(table[table > -1].mean(), abs=1e-9)
+    assert results.map50_95 > 0.005  # with 100 detections it would be 0
