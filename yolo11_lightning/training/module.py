@@ -210,11 +210,11 @@ class YOLOModule(LightningModule):
         loss, components = self.loss_fn(self.model(images), batch["targets"])
         # DDP averages gradients over processes; the recipe sums them (as the reference does).
         loss = loss * self.trainer.world_size
-        loss_finite = bool(torch.isfinite(loss.detach()))
-        if loss_finite:
-            self.manual_backward(loss)
-        else:
+        if not bool(torch.isfinite(loss.detach())):
             self._skip_current_step = True
+        # Backward also for a non-finite loss: under DDP every process must join the gradient
+        # all-reduce; the poisoned gradients are dropped in on_before_optimizer_step.
+        self.manual_backward(loss)
         if iteration - self.last_optimizer_iteration >= settings.accumulate:
             optimizer.step()  # clipping and the finiteness check run in on_before_optimizer_step
             optimizer.zero_grad(set_to_none=True)
@@ -245,15 +245,16 @@ class YOLOModule(LightningModule):
         lowers its scale, which is routine while the scale calibrates) and not counted.
         """
         parameters = [p for p in self.model.parameters() if p.grad is not None]
-        if not parameters:
-            self._skip_current_step = True
-            return
         total_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm=self.hparams.grad_clip_norm)
         if not bool(torch.isfinite(total_norm)):
             if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
                 self._scaler_skipped = True
-                return
-            self._skip_current_step = True
+            else:
+                self._skip_current_step = True
+        if self.trainer.world_size > 1:  # every process takes the same decision
+            self._skip_current_step = bool(
+                self.trainer.strategy.reduce_boolean_decision(self._skip_current_step, all=False)
+            )
         if self._skip_current_step:
             for parameter in parameters:
                 parameter.grad = None
