@@ -1,4 +1,10 @@
-"""Shared test fixtures and the reference-package gate."""
+"""Shared test configuration: the reference-package gate and a fixed seed.
+
+Tests that compare against the reference implementation are marked ``@pytest.mark.reference``;
+they are skipped (with a reason) when ``ultralytics`` is not installed. Helpers cannot be imported
+from ``tests.*``: the reference installs a top-level ``tests`` package that shadows ours, so shared
+helpers live in plain modules next to the tests that use them.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,18 @@ import torch
 
 HAS_REFERENCE = importlib.util.find_spec("ultralytics") is not None
 
-# Quiet, deterministic reference package when it is installed (no settings file chatter, no network).
+# Quiet, offline reference package when it is installed.
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_VERBOSE", "False")
 
-requires_reference = pytest.mark.skipif(not HAS_REFERENCE, reason="reference package (ultralytics) not installed")
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if HAS_REFERENCE:
+        return
+    skip = pytest.mark.skip(reason="reference package (ultralytics) not installed")
+    for item in items:
+        if "reference" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import pytest
@@ -20,11 +19,6 @@ from yolo11_lightning.boxes import (
     scale_boxes_to_original,
     xywh_to_xyxy,
     xyxy_to_xywh,
-)
-
-# Not imported from tests/conftest.py: the reference installs a top-level ``tests`` package that shadows ours.
-requires_reference = pytest.mark.skipif(
-    importlib.util.find_spec("ultralytics") is None, reason="reference package (ultralytics) not installed"
 )
 
 
@@ -121,7 +115,7 @@ def test_scale_boxes_round_trip_batched() -> None:
         scale_boxes_to_original(network, ratio_pad[:1], orig_shapes)
 
 
-@requires_reference
+@pytest.mark.reference
 def test_make_anchors_match_reference() -> None:
     from ultralytics.utils.tal import make_anchors as ref_make_anchors
 
@@ -131,7 +125,7 @@ def test_make_anchors_match_reference() -> None:
     assert torch.equal(points, ref_points) and torch.equal(strides, ref_strides)
 
 
-@requires_reference
+@pytest.mark.reference
 @pytest.mark.parametrize("kind", ["iou", "giou", "diou", "ciou"])
 def test_iou_matches_reference_values_and_gradients(kind: str) -> None:
     from ultralytics.utils.metrics import bbox_iou as ref_bbox_iou
@@ -152,7 +146,7 @@ def test_iou_matches_reference_values_and_gradients(kind: str) -> None:
         torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-5, atol=1e-7)
 
 
-@requires_reference
+@pytest.mark.reference
 def test_scale_boxes_to_original_matches_reference() -> None:
     from ultralytics.utils.ops import scale_boxes
 

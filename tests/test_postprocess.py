@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 import torch
 
 from yolo11_lightning.postprocess import non_max_suppression
-
-# Not imported from tests/conftest.py: the reference installs a top-level ``tests`` package that shadows ours.
-requires_reference = pytest.mark.skipif(
-    importlib.util.find_spec("ultralytics") is None, reason="reference package (ultralytics) not installed"
-)
 
 
 def decoded_from(boxes_xyxy: list[list[float]], scores: list[list[float]]) -> torch.Tensor:
@@ -39,7 +33,7 @@ def canonical(detections: torch.Tensor) -> list[tuple[float, ...]]:
     return sorted(map(tuple, detections.tolist()), key=lambda row: (-row[4], row))
 
 
-@requires_reference
+@pytest.mark.reference
 @pytest.mark.parametrize(
     "options",
     [

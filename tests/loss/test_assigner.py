@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 import torch
 
 from yolo11_lightning.boxes import make_anchors
 from yolo11_lightning.loss.assigner import Assignment, TaskAlignedAssigner
-
-# Not imported from tests/conftest.py: the reference installs a top-level ``tests`` package that shadows ours.
-requires_reference = pytest.mark.skipif(
-    importlib.util.find_spec("ultralytics") is None, reason="reference package (ultralytics) not installed"
-)
 
 STRIDES = (8, 16, 32)
 
@@ -70,7 +64,7 @@ def assert_same_as_reference(
     return ours
 
 
-@requires_reference
+@pytest.mark.reference
 def test_parity_random_with_empty_and_crowded_images() -> None:
     gen = torch.Generator().manual_seed(1)
     nc, imgsz = 20, 320
@@ -81,7 +75,7 @@ def test_parity_random_with_empty_and_crowded_images() -> None:
     assert not ours.fg_mask[0].any() and ours.fg_mask[2].sum() > 200
 
 
-@requires_reference
+@pytest.mark.reference
 def test_parity_with_ties() -> None:
     """Duplicate and nested boxes (anchors claimed twice, equal overlaps), tiny boxes whose in-box
     anchors have zero metric (top-k ties among zeros) and constant scores (metric ties)."""

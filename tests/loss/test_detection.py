@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from yolo11_lightning import DetectionLoss
-
-# Not imported from tests/conftest.py: the reference installs a top-level ``tests`` package that shadows ours.
-requires_reference = pytest.mark.skipif(
-    importlib.util.find_spec("ultralytics") is None, reason="reference package (ultralytics) not installed"
-)
 
 STRIDES = torch.tensor([8.0, 16.0, 32.0])
 
@@ -77,7 +71,7 @@ def assert_parity(nc: int, maps: list[torch.Tensor], targets: torch.Tensor) -> t
     return items
 
 
-@requires_reference
+@pytest.mark.reference
 def test_parity_real_shaped_with_empty_and_crowded_images() -> None:
     """640x640, nc=80: an image without boxes and one with 205 boxes, 5 of them crossing the border."""
     gen = torch.Generator().manual_seed(0)
@@ -86,7 +80,7 @@ def test_parity_real_shaped_with_empty_and_crowded_images() -> None:
     assert_parity(80, maps, targets)
 
 
-@requires_reference
+@pytest.mark.reference
 def test_parity_random_small() -> None:
     gen = torch.Generator().manual_seed(1)
     maps = random_maps(2, 256, 3, gen)
