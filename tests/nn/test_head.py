@@ -8,14 +8,6 @@ import torch
 from yolo11_lightning.nn.head import DFL, Detect, make_anchor_grid
 
 
-def _as_in_reference_models(module: torch.nn.Module) -> torch.nn.Module:
-    """The reference's model builder sets BatchNorm eps to 1e-3 (its modules alone use 1e-5)."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.eps = 1e-3
-    return module
-
-
 def test_dfl_is_the_expected_bin() -> None:
     dfl = DFL(16)
     assert not any(p.requires_grad for p in dfl.parameters())
@@ -59,9 +51,9 @@ def test_channel_widths_follow_the_reference_rule() -> None:
 
 
 @pytest.mark.reference
-def test_detect_matches_the_reference_module() -> None:
+def test_detect_matches_the_reference_module(as_in_reference_models) -> None:
     head_module = pytest.importorskip("ultralytics.nn.modules.head")
-    reference = _as_in_reference_models(head_module.Detect(5, (32, 64, 128)))
+    reference = as_in_reference_models(head_module.Detect(5, (32, 64, 128)))
     reference.stride = torch.tensor([8.0, 16.0, 32.0])
     reference.bias_init()
     ours = Detect(5, in_channels=[32, 64, 128])

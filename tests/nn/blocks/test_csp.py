@@ -8,14 +8,6 @@ import torch
 from yolo11_lightning.nn.blocks.csp import Bottleneck, C3k, C3k2
 
 
-def _as_in_reference_models(module: torch.nn.Module) -> torch.nn.Module:
-    """The reference's model builder sets BatchNorm eps to 1e-3 (its modules alone use 1e-5)."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.eps = 1e-3
-    return module
-
-
 def test_bottleneck_residual_only_when_shapes_allow() -> None:
     assert Bottleneck(32, 32).add and not Bottleneck(32, 64).add and not Bottleneck(32, 32, shortcut=False).add
     block = Bottleneck(16, 16).eval()
@@ -35,9 +27,9 @@ def test_c3k2_shapes_and_stages(c3k: bool) -> None:
 
 @pytest.mark.reference
 @pytest.mark.parametrize(("n", "c3k", "e", "shortcut"), [(1, False, 0.25, True), (2, True, 0.5, True), (1, True, 0.5, False)])
-def test_c3k2_matches_the_reference(n: int, c3k: bool, e: float, shortcut: bool) -> None:
+def test_c3k2_matches_the_reference(n: int, c3k: bool, e: float, shortcut: bool, as_in_reference_models) -> None:
     block_module = pytest.importorskip("ultralytics.nn.modules.block")
-    reference = _as_in_reference_models(block_module.C3k2(32, 64, n, c3k, e, 1, shortcut)).eval()
+    reference = as_in_reference_models(block_module.C3k2(32, 64, n, c3k, e, 1, shortcut)).eval()
     ours = C3k2(32, 64, n, c3k, e, 1, shortcut).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(2, 32, 16, 24)
@@ -46,9 +38,9 @@ def test_c3k2_matches_the_reference(n: int, c3k: bool, e: float, shortcut: bool)
 
 
 @pytest.mark.reference
-def test_c3k_matches_the_reference() -> None:
+def test_c3k_matches_the_reference(as_in_reference_models) -> None:
     block_module = pytest.importorskip("ultralytics.nn.modules.block")
-    reference = _as_in_reference_models(block_module.C3k(24, 24, 2, True, 1, 0.5, 3)).eval()
+    reference = as_in_reference_models(block_module.C3k(24, 24, 2, True, 1, 0.5, 3)).eval()
     ours = C3k(24, 24, 2, True, 1, 0.5, 3).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(1, 24, 12, 8)

@@ -9,14 +9,6 @@ import torch.nn.functional as F
 from yolo11_lightning.nn.blocks.sppf import SPPF
 
 
-def _as_in_reference_models(module: torch.nn.Module) -> torch.nn.Module:
-    """The reference's model builder sets BatchNorm eps to 1e-3 (its modules alone use 1e-5)."""
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.eps = 1e-3
-    return module
-
-
 def test_chained_pools_equal_spp_5_9_13() -> None:
     block = SPPF(16, 16, kernel_size=5).eval()
     x = torch.randn(1, 16, 20, 28)
@@ -27,9 +19,9 @@ def test_chained_pools_equal_spp_5_9_13() -> None:
 
 
 @pytest.mark.reference
-def test_sppf_matches_the_reference() -> None:
+def test_sppf_matches_the_reference(as_in_reference_models) -> None:
     block_module = pytest.importorskip("ultralytics.nn.modules.block")
-    reference = _as_in_reference_models(block_module.SPPF(64, 32, 5)).eval()
+    reference = as_in_reference_models(block_module.SPPF(64, 32, 5)).eval()
     ours = SPPF(64, 32, 5).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
