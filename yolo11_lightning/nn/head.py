@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
+from yolo11_lightning.boxes import make_anchors
 from yolo11_lightning.nn.blocks.conv import Conv, DWConv
 from yolo11_lightning.nn.registry import register_block
 
@@ -40,6 +41,8 @@ def make_anchor_grid(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Anchor centres (in feature-map cells, offset 0.5) and their strides for every level.
 
+    :func:`~yolo11_lightning.boxes.make_anchors` laid out for the channel-first decode.
+
     Args:
         shapes: ``(height, width)`` of each level's feature map.
         strides: Stride of each level, in input pixels.
@@ -49,14 +52,8 @@ def make_anchor_grid(
     Returns:
         ``anchors`` (2, A) with rows x, y and ``strides`` (1, A); levels in order, row-major.
     """
-    points, level_strides = [], []
-    for (height, width), stride in zip(shapes, strides):
-        xs = torch.arange(width, device=device, dtype=dtype) + 0.5
-        ys = torch.arange(height, device=device, dtype=dtype) + 0.5
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-        points.append(torch.stack((grid_x, grid_y), dim=0).view(2, -1))
-        level_strides.append(torch.full((1, height * width), float(stride), device=device, dtype=dtype))
-    return torch.cat(points, dim=1), torch.cat(level_strides, dim=1)
+    points, level_strides = make_anchors(shapes, strides, 0.5, dtype, device)  # (A, 2), (A, 1)
+    return points.T.contiguous(), level_strides.T.contiguous()
 
 
 @register_block("Detect", channels="head")
