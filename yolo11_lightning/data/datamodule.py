@@ -171,8 +171,7 @@ class YOLODataModule(pl.LightningDataModule):
         last ``close_mosaic`` epochs of ``trainer.max_epochs`` (always on without a trainer)."""
         if self._mosaic_override is not None:
             return self._mosaic_override
-        trainer = self._trainer_or_none()
-        max_epochs = getattr(trainer, "max_epochs", None) if trainer is not None else None
+        max_epochs = getattr(self.trainer, "max_epochs", None)
         if not max_epochs or max_epochs < 0 or self.hparams.close_mosaic <= 0:
             return True
         return epoch < max_epochs - self.hparams.close_mosaic
@@ -193,11 +192,8 @@ class YOLODataModule(pl.LightningDataModule):
         self._mosaic_override = state_dict.get("mosaic_override")
 
     # -------------------------------------------------------------------------------- dataloaders
-    def _trainer_or_none(self) -> pl.Trainer | None:
-        return self.trainer
-
     def _replicas(self) -> tuple[int, int]:
-        trainer = self._trainer_or_none()
+        trainer = self.trainer
         if trainer is not None:
             return trainer.world_size, trainer.global_rank
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -229,7 +225,7 @@ class YOLODataModule(pl.LightningDataModule):
             mosaic_for_epoch=self.mosaic_enabled,
             window=self.batch_size,
         )
-        trainer = self._trainer_or_none()
+        trainer = self.trainer
         if trainer is not None:
             # Lightning creates the first iterator before it calls set_epoch (a resumed run would
             # replay epoch 0's order) and replays an epoch's first batches on a mid-epoch resume:
