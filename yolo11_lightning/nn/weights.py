@@ -162,14 +162,18 @@ def _extract_state_dict(obj: Any) -> dict[str, torch.Tensor]:
     if obj.get("ema_state_dict") is not None:  # our Lightning checkpoint: EMA weights first
         return _extract_state_dict(obj["ema_state_dict"])
     if isinstance(obj.get("state_dict"), dict):  # Lightning checkpoint without EMA
-        state = obj["state_dict"]
-        return {key[len("model.") :]: value for key, value in state.items() if key.startswith("model.")}
+        return lightning_model_state(obj["state_dict"])
     for key in ("ema", "model"):  # reference checkpoint: EMA first, as the reference loads it
         if obj.get(key) is not None:
             return _extract_state_dict(obj[key])
     if obj and all(isinstance(value, torch.Tensor) for value in obj.values()):
         return {str(key): value for key, value in obj.items()}
     return {}
+
+
+def lightning_model_state(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The network's entries of a ``YOLOModule`` state dict: keys under ``model.``, prefix stripped."""
+    return {key[len("model.") :]: value for key, value in state_dict.items() if key.startswith("model.")}
 
 
 def _module_tensors(module: StandIn, prefix: str = "") -> dict[str, torch.Tensor]:

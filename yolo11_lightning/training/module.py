@@ -393,8 +393,9 @@ class YOLOModule(LightningModule):
         if "ema_state_dict" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema_state_dict"], checkpoint.get("ema_updates", 0))
         else:  # a checkpoint without EMA: evaluate its raw weights
-            self.ema.module.load_state_dict({k[len("model.") :]: v for k, v in checkpoint["state_dict"].items()
-                                             if k.startswith("model.")})
+            from yolo11_lightning.nn.weights import lightning_model_state
+
+            self.ema.module.load_state_dict(lightning_model_state(checkpoint["state_dict"]))
         state = checkpoint.get("yolo_state", {})
         self.last_optimizer_iteration = int(state.get("last_optimizer_iteration", -1))
         self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
