@@ -32,6 +32,11 @@ from yolo11_lightning.data.samplers import SampleRequest
 from yolo11_lightning.data.scan import ImageRecord
 
 
+def _to_input(boxes: np.ndarray, gain: tuple[float, float], pad: tuple[float, float]) -> np.ndarray:
+    """Pixel ``xyxy`` boxes mapped as their image was letterboxed: ``input = box * gain + pad`` per axis."""
+    return boxes * np.array(gain * 2, np.float32) + np.array(pad * 2, np.float32)
+
+
 class YOLODataset(Dataset):
     """Images and boxes of one split.
 
@@ -112,8 +117,8 @@ class YOLODataset(Dataset):
             image, classes, boxes = mosaic4(tiles, size, rng)
         else:
             image, classes, boxes = self._tile(request.index)
-            image, (gain_x, gain_y), (pad_x, pad_y) = letterbox(image, (size, size))
-            boxes = boxes * np.array([gain_x, gain_y, gain_x, gain_y], np.float32) + np.array([pad_x, pad_y] * 2, np.float32)
+            image, gain, pad = letterbox(image, (size, size))
+            boxes = _to_input(boxes, gain, pad)
         image, classes, boxes = random_affine(image, classes, boxes, (size, size), config, rng)
         image = self.extras(image, rng)
         image = hsv_jitter(image, (config.hsv_h, config.hsv_s, config.hsv_v), rng)
@@ -150,7 +155,7 @@ class YOLODataset(Dataset):
             gain_y = letterbox_y * resized.shape[0] / record.height
             classes = record.classes
             boxes = self._pixel_boxes(request.index, record.width, record.height)
-            boxes = boxes * np.array([gain_x, gain_y, gain_x, gain_y], np.float32) + np.array([pad_x, pad_y] * 2, np.float32)
+            boxes = _to_input(boxes, (gain_x, gain_y), (pad_x, pad_y))
             ratio_pad = (gain_x, gain_y, float(pad_x), float(pad_y))
         height, width = image.shape[:2]
         normalised = np.empty_like(boxes)
