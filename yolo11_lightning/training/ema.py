@@ -61,8 +61,9 @@ class ModelEMA:
         self.updates += 1
         d = ema_decay(self.updates, self.decay, self.tau)
         source = model.state_dict()
-        averaged = [v for v in self.module.state_dict().values() if v.dtype.is_floating_point]
-        current = [source[k].detach() for k, v in self.module.state_dict().items() if v.dtype.is_floating_point]
+        floating = {k: v for k, v in self.module.state_dict().items() if v.dtype.is_floating_point}
+        averaged = list(floating.values())
+        current = [source[k].detach() for k in floating]
         if averaged:
             # ema = d * ema + (1 - d) * current, fused over all tensors.
             torch._foreach_lerp_(averaged, [c.to(a.dtype) for a, c in zip(averaged, current)], 1.0 - d)
