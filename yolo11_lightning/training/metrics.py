@@ -1,8 +1,9 @@
 """Detection metrics: COCO mAP through torchmetrics, reference-style precision/recall, exact under DDP.
 
 Per-image results are kept keyed by image id. At :meth:`DetectionMetrics.compute` every process
-sends its images once (``all_gather_object``), duplicates (padding of a distributed sampler) are
-dropped by id, rank 0 computes once and broadcasts the figures. This is exact for any split of the
+sends its images once (``all_gather_object``), they are merged by id (an image seen twice, as a
+padding sampler would send it, counts once; our ``ValidationSampler`` does not pad), rank 0
+computes once and broadcasts the figures. This is exact for any split of the
 images over the processes, unlike a per-tensor state sync, which desynchronises on uneven splits.
 """
 
