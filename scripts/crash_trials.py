@@ -88,8 +88,8 @@ def main() -> None:
         stats["kills"] += 1
         stats["mid_write"] += int(started_before > done_before)
         last = checkpoints / "last.ckpt"
+        ok = last.exists() and _loads(last)
         if last.exists():
-            ok = _loads(last)
             stats["loadable"] += int(ok)
             if not ok:
                 print(f"trial {trial}: last.ckpt does not load")
@@ -98,7 +98,7 @@ def main() -> None:
             stats["missing_before_first_save"] += 1
         stats["temp_left_by_kill"] += sum(is_temp_file(p) for p in checkpoints.iterdir()) if checkpoints.exists() else 0
         print(f"trial {trial}: killed {'mid-write' if started_before > done_before else 'outside a write'}, "
-              f"last.ckpt {'loads' if last.exists() and _loads(last) else 'absent'}", flush=True)  # fmt: skip
+              f"last.ckpt {'loads' if ok else 'absent'}", flush=True)  # fmt: skip
 
     # Final link: resume and finish a few more epochs.
     epoch = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
