@@ -192,7 +192,7 @@ class StepSettings:
 
     Attributes:
         lrs: learning rate per parameter group (bias, decay weights, norm weights).
-        momentum: momentum (SGD) / beta1 (AdamW).
+        momentum: SGD momentum (not applied to AdamW, whose beta1 stays constant).
         accumulate: batches to accumulate before the next optimizer step.
     """
 
