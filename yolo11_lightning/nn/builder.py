@@ -59,8 +59,12 @@ def build_model(config: str | Path | dict[str, Any], nc: int | None = None) -> D
 
 def bundled_configs() -> list[str]:
     """File names of the model configs shipped with the package."""
-    folder = importlib.resources.files("yolo11_lightning") / "nn" / "cfg" / "models"
-    return sorted(entry.name for entry in folder.iterdir() if entry.name.endswith((".yaml", ".yml")))
+    return sorted(entry.name for entry in _bundled_folder().iterdir() if entry.name.endswith((".yaml", ".yml")))
+
+
+def _bundled_folder() -> Any:
+    """The package folder of the bundled model configs (an ``importlib.resources`` traversable)."""
+    return importlib.resources.files("yolo11_lightning") / "nn" / "cfg" / "models"
 
 
 def load_model_config(config: str | Path | dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +107,7 @@ def _read_config_text(path: Path, unscaled: Path) -> str:
     for candidate in (path, unscaled):
         if candidate.is_file():
             return candidate.read_text(encoding="utf-8")
-    folder = importlib.resources.files("yolo11_lightning") / "nn" / "cfg" / "models"
+    folder = _bundled_folder()
     for name in (path.name, unscaled.name):
         resource = folder / name
         if resource.is_file():
