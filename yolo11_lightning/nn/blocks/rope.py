@@ -34,6 +34,12 @@ def check_rope_channels(channels: int) -> None:
         raise ValueError(f"2-D RoPE needs a channel count divisible by 4 (row and column pairs), got {channels}")
 
 
+def check_rope_heads(channels: int, num_heads: int) -> None:
+    """Raise a clear error unless ``channels`` split into ``num_heads`` groups of whole pairs."""
+    if num_heads <= 0 or channels % (2 * num_heads):
+        raise ValueError(f"RoPE pairs must not straddle heads: channels={channels}, num_heads={num_heads}")
+
+
 def rope_angles_2d(
     height: int,
     width: int,
@@ -107,8 +113,7 @@ def rope_cos_sin_per_head(
         float32 tensor ``(2, num_heads, d / 2, H * W)``: ``[0]`` cosines, ``[1]`` sines, tokens in
         row-major order.
     """
-    if num_heads <= 0 or channels % (2 * num_heads):
-        raise ValueError(f"RoPE pairs must not straddle heads: channels={channels}, num_heads={num_heads}")
+    check_rope_heads(channels, num_heads)
     angles = rope_angles_2d(height, width, channels, base, device)  # (H, W, C/2)
     angles = angles.reshape(height * width, num_heads, channels // num_heads // 2).permute(1, 2, 0)
     return torch.stack([angles.cos(), angles.sin()], dim=0).contiguous()
@@ -128,8 +133,7 @@ class RotaryTableCache:
 
     def __init__(self, channels: int, num_heads: int, base: float = DEFAULT_ROPE_BASE, max_entries: int = 8) -> None:
         check_rope_channels(channels)
-        if channels % (2 * num_heads):
-            raise ValueError(f"RoPE pairs must not straddle heads: channels={channels}, num_heads={num_heads}")
+        check_rope_heads(channels, num_heads)
         self.channels = channels
         self.num_heads = num_heads
         self.base = base
