@@ -1,4 +1,4 @@
-"""End to end on CPU with the shipped dataset: fit -> best/last checkpoints -> validate -> predict."""
+"""End to end on CPU with the shipped dataset: fit -> best/last checkpoints -> validate -> test -> predict."""
 
 from __future__ import annotations
 
@@ -103,6 +103,23 @@ def test_validate_reproduces_logged_metrics(fitted: dict) -> None:
     # The EMA weights are evaluated: the loss (sensitive to every weight) and mAP match the last epoch.
     for key in ("val/mAP50-95", "val/mAP50", "val/precision", "val/recall", "val/box_loss", "val/cls_loss"):
         assert float(metrics[key]) == pytest.approx(float(logged[key]), rel=1e-5, abs=1e-7), key
+
+
+def test_test_subcommand_evaluates_the_test_split(fitted: dict, tmp_path: Path) -> None:
+    # The shipped data set has no test split: declare its validation images as the test split.
+    shapes = DATA.parent
+    data_yaml = tmp_path / "data.yaml"
+    data_yaml.write_text(
+        f"path: {shapes}\ntrain: images/train\nval: images/val\ntest: images/val\n"
+        "names: {0: present, 1: logo, 2: portrait, 3: ball}\n"
+    )
+    args = [a if a != str(DATA) else str(data_yaml) for a in _common(fitted["root"])]
+    last_path = fitted["log_dir"] / "checkpoints" / "last.ckpt"
+    cli = _run(["test", *args, "--ckpt_path", str(last_path)])
+    metrics = cli.trainer.callback_metrics
+    logged = fitted["val_rows"][-1]
+    for stage_key in ("mAP50-95", "mAP50", "precision", "recall"):
+        assert float(metrics[f"test/{stage_key}"]) == pytest.approx(float(logged[f"val/{stage_key}"]), rel=1e-5, abs=1e-7)
 
 
 def test_predict_writes_boxes_in_original_pixels(fitted: dict) -> None:
