@@ -1,4 +1,4 @@
-"""NMS time: ours (postprocess.non_max_suppression) against the reference's on the same input.
+"""NMS time: ours (inference.nms.non_max_suppression) against the reference's on the same input.
 
 Decoded predictions (B, 4 + nc, A) with boxes jittered around 40 clusters per image (so suppression
 has work to do), low background scores and higher scores on 10% of the anchors; the reference runs
@@ -45,7 +45,7 @@ def main() -> None:
 
     from ultralytics.utils.nms import non_max_suppression as reference_nms
 
-    from yolo11_lightning.postprocess import non_max_suppression
+    from yolo11_lightning.inference.nms import non_max_suppression
 
     decoded = clustered_predictions(args.batch, args.anchors, args.nc)
     print(f"threads={torch.get_num_threads()} batch={args.batch} anchors={args.anchors} nc={args.nc}")

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+# The data test helpers (data_builders) are used by the inference tests too.
+sys.path.insert(0, str(Path(__file__).parent / "data"))
 
 HAS_REFERENCE = importlib.util.find_spec("ultralytics") is not None
 

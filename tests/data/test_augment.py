@@ -14,7 +14,6 @@ from yolo11_lightning.data.augment import (
     flip_horizontal,
     flip_vertical,
     hsv_jitter,
-    letterbox,
     mosaic4,
     random_affine,
     scale_translate,
@@ -32,26 +31,6 @@ def _assert_boxes_on_pixels(image: np.ndarray, classes: np.ndarray, boxes: np.nd
     assert len(classes) == len(boxes)
     for k, box in zip(classes, boxes):
         assert best_component_iou(image, int(k), box) > threshold, (k, box)
-
-
-@pytest.mark.parametrize("shape", [(160, 160), (96, 224), (300, 200)])
-def test_letterbox_maps_boxes_exactly(shape: tuple[int, int]) -> None:
-    image, classes, boxes = _scene()
-    out, (gain_x, gain_y), (pad_x, pad_y) = letterbox(image, shape)
-    assert out.shape == (*shape, 3)
-    assert abs(gain_x - gain_y) < 0.02  # aspect kept up to rounding
-    moved = boxes * np.array([gain_x, gain_y, gain_x, gain_y]) + np.array([pad_x, pad_y, pad_x, pad_y])
-    for k, box in zip(classes, moved):
-        assert iou(colour_box(out, int(k))[0], box) > 0.95
-    # padding is grey 114 and centred (differs by at most one pixel between the two sides)
-    assert (out[: int(pad_y)] == 114).all() and (out[:, : int(pad_x)] == 114).all()
-    assert abs((shape[1] - round(200 * gain_x)) - 2 * pad_x) <= 1 and abs((shape[0] - round(120 * gain_y)) - 2 * pad_y) <= 1
-
-
-def test_letterbox_without_scaleup_keeps_small_images() -> None:
-    image, _, _ = _scene()
-    out, gains, pads = letterbox(image, (320, 320), scaleup=False)
-    assert gains == (1.0, 1.0) and pads == (60, 100) and out.shape == (320, 320, 3)
 
 
 def test_flips_are_exact() -> None:

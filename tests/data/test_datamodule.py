@@ -40,7 +40,7 @@ def test_ddp_shards_and_unpadded_validation() -> None:
         val = datamodule.val_dataloader()
         assert isinstance(val.sampler, ValidationSampler)
         for batch in val:
-            seen += batch["image_ids"].tolist()
+            seen += batch.image_ids.tolist()
     assert train_sizes == [32, 32]
     assert sorted(seen) == list(range(17))  # 17 validation images, each exactly once over 2 ranks
 
@@ -69,9 +69,9 @@ class _Recorder(pl.LightningModule):
         self.seen: dict[int, list[tuple[list[int], float]]] = {}
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        checksum = float(batch["images"].double().sum() + batch["targets"].double().sum())
-        self.seen.setdefault(self.current_epoch, []).append((batch["image_ids"].tolist(), checksum))
-        return (self.weight * batch["images"].float().mean()).sum()
+        checksum = float(batch.images.double().sum() + batch.targets.double().sum())
+        self.seen.setdefault(self.current_epoch, []).append((batch.image_ids.tolist(), checksum))
+        return (self.weight * batch.images.float().mean()).sum()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.0)

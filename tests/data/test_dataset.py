@@ -114,8 +114,8 @@ def test_batches_are_identical_with_0_and_2_workers(shapes4_train) -> None:
                 break
         runs.append(batches)
     for a, b in zip(*runs):
-        assert torch.equal(a["images"], b["images"]) and torch.equal(a["targets"], b["targets"])
-        assert torch.equal(a["image_ids"], b["image_ids"])
+        assert torch.equal(a.images, b.images) and torch.equal(a.targets, b.targets)
+        assert torch.equal(a.image_ids, b.image_ids)
 
 
 def test_collate_layout(shapes4_train) -> None:
@@ -127,16 +127,16 @@ def test_collate_layout(shapes4_train) -> None:
     samples = [dataset[r] for r in requests]
     batch = collate(samples)
     h, w = requests[0].shape
-    assert batch["images"].shape == (5, 3, h, w) and batch["images"].dtype == torch.uint8
+    assert batch.images.shape == (5, 3, h, w) and batch.images.dtype == torch.uint8
     # RGB channel order: channel 0 of the batch is the BGR sample's channel 2
-    assert torch.equal(batch["images"][1, 0], torch.from_numpy(samples[1]["image"][..., 2]))
+    assert torch.equal(batch.images[1, 0], torch.from_numpy(samples[1]["image"][..., 2]))
     counts = [len(s["classes"]) for s in samples]
-    assert batch["targets"].shape == (sum(counts), 6) and batch["targets"].dtype == torch.float32
-    assert batch["targets"][:, 0].tolist() == [float(i) for i, n in enumerate(counts) for _ in range(n)]
-    assert batch["image_ids"].tolist() == [r.index for r in requests]
-    assert batch["orig_shapes"].dtype == torch.int64 and batch["ratio_pad"].shape == (5, 4)
-    assert batch["paths"] == [str(records[r.index].path) for r in requests]
-    assert ((batch["targets"][:, 2:] > 0) & (batch["targets"][:, 2:] <= 1)).all()
+    assert batch.targets.shape == (sum(counts), 6) and batch.targets.dtype == torch.float32
+    assert batch.targets[:, 0].tolist() == [float(i) for i, n in enumerate(counts) for _ in range(n)]
+    assert batch.image_ids.tolist() == [r.index for r in requests]
+    assert batch.orig_shapes.dtype == torch.int64 and batch.ratio_pad.shape == (5, 4)
+    assert batch.paths == [str(records[r.index].path) for r in requests]
+    assert ((batch.targets[:, 2:] > 0) & (batch.targets[:, 2:] <= 1)).all()
 
 
 def test_background_only_batch(write_split) -> None:
@@ -144,4 +144,4 @@ def test_background_only_batch(write_split) -> None:
     folder = write_split("val", {"a.png": (image, None), "b.png": (image, "")})
     records, _ = scan_split(list_image_files([folder]), 1, "val", str(folder))
     batch = collate([YOLODataset(records, 64)[i] for i in range(2)])
-    assert batch["targets"].shape == (0, 6)
+    assert batch.targets.shape == (0, 6)

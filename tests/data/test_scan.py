@@ -14,7 +14,7 @@ from PIL import Image
 
 from data_builders import draw_boxes
 from yolo11_lightning.data import scan
-from yolo11_lightning.data.augment import read_image
+from yolo11_lightning.inference.preprocess import read_image
 from yolo11_lightning.data.config import list_image_files
 from yolo11_lightning.data.scan import cache_path_for, scan_split
 

@@ -59,8 +59,10 @@ def assert_parity(nc: int, maps: list[torch.Tensor], targets: torch.Tensor) -> t
         ref_maps, {"batch_idx": targets[:, 0], "cls": targets[:, 1:2], "bboxes": targets[:, 2:]}
     )
     ref_total.sum().backward()
-    total, items = DetectionLoss(fake_model(nc, strides))(our_maps, targets)
+    total, components = DetectionLoss(fake_model(nc, strides))(our_maps, targets)
+    items = components.as_tensor()
     total.backward()
+    assert components._fields == ("box", "cls", "dfl")
     assert items.dtype == torch.float32 and not items.requires_grad
     assert (ref_items > 0).all()
     torch.testing.assert_close(items, ref_items, rtol=1e-4, atol=0)
@@ -132,7 +134,7 @@ def test_boxes_partly_outside_the_image() -> None:
     targets = torch.tensor([[0, 1, 0.0, 0.5, 0.4, 0.3], [0, 2, 0.95, 0.95, 0.5, 0.5], [1, 3, 0.5, 1.1, 0.4, 0.6]])
     total, items = DetectionLoss(fake_model(4))(maps, targets)
     total.backward()
-    assert torch.isfinite(total) and (items > 0).all()
+    assert torch.isfinite(total) and (items.as_tensor() > 0).all()
     assert all(torch.isfinite(m.grad).all() for m in maps)
 
 
@@ -147,7 +149,7 @@ def test_zero_area_targets_are_dropped_without_nan() -> None:
         total, items = loss(maps, torch.cat((degenerate[:1], good, degenerate[1:])))
     assert loss.dropped_targets == 3
     assert torch.isfinite(total)
-    torch.testing.assert_close(items, expected_items)
+    torch.testing.assert_close(items.as_tensor(), expected_items.as_tensor())
     torch.testing.assert_close(total, expected_total)
 
 
@@ -156,7 +158,7 @@ def test_no_targets_gives_finite_loss_and_gradients() -> None:
     maps = [m.requires_grad_() for m in random_maps(2, 64, 3, gen)]
     total, items = DetectionLoss(fake_model(3))(maps, torch.zeros(0, 6))
     total.backward()
-    assert torch.isfinite(total) and items[0] == 0 and items[2] == 0 and items[1] > 0
+    assert torch.isfinite(total) and items.box == 0 and items.dfl == 0 and items.cls > 0
     assert all(torch.isfinite(m.grad).all() for m in maps)
     assert maps[0].grad[:, 64:].abs().sum() > 0 and maps[0].grad[:, :64].abs().sum() == 0
 
@@ -169,10 +171,10 @@ def test_autocast_bf16_computes_in_float32() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         total, items = loss(maps, targets)
     total.backward()
-    assert total.dtype == torch.float32 and items.dtype == torch.float32
+    assert total.dtype == torch.float32 and items.as_tensor().dtype == torch.float32
     assert torch.isfinite(total) and all(torch.isfinite(m.grad).all() for m in maps)
     expected_total, expected_items = loss([m.detach().float() for m in maps], targets)
-    torch.testing.assert_close(items, expected_items)
+    torch.testing.assert_close(items.as_tensor(), expected_items.as_tensor())
 
 
 def test_bad_inputs_raise_clear_errors() -> None:

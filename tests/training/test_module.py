@@ -7,6 +7,7 @@ import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader, Dataset
 
+from yolo11_lightning.data.batch import Batch
 from yolo11_lightning.training.module import NonFiniteTrainingError, YOLOModule
 
 
@@ -18,18 +19,18 @@ class _Synthetic(Dataset):
         return index
 
 
-def _collate(indices: list[int]) -> dict:
+def _collate(indices: list[int]) -> Batch:
     generator = torch.Generator().manual_seed(indices[0])
     batch = len(indices)
     targets = torch.tensor([[i, i % 2, 0.5, 0.5, 0.4, 0.3] for i in range(batch)], dtype=torch.float32)
-    return {
-        "images": torch.randint(0, 255, (batch, 3, 64, 64), generator=generator, dtype=torch.uint8),
-        "targets": targets,
-        "image_ids": torch.tensor(indices),
-        "orig_shapes": torch.tensor([[64, 64]] * batch),
-        "ratio_pad": torch.tensor([[1.0, 1.0, 0.0, 0.0]] * batch),
-        "paths": [str(i) for i in indices],
-    }
+    return Batch(
+        images=torch.randint(0, 255, (batch, 3, 64, 64), generator=generator, dtype=torch.uint8),
+        targets=targets,
+        image_ids=torch.tensor(indices),
+        orig_shapes=torch.tensor([[64, 64]] * batch),
+        ratio_pad=torch.tensor([[1.0, 1.0, 0.0, 0.0]] * batch),
+        paths=[str(i) for i in indices],
+    )
 
 
 class _PoisonedLoss:

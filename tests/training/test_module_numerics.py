@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from robustness_helpers import tiny_model_config
 from torch.utils.data import DataLoader, Dataset
 
+from yolo11_lightning.data.batch import Batch
 from yolo11_lightning.training.checkpoint import AtomicCheckpointIO, is_temp_file
 from yolo11_lightning.training.module import NonFiniteTrainingError, YOLOModule
 
@@ -29,17 +30,17 @@ class _Synthetic(Dataset):
         return index
 
 
-def _collate(indices: list[int]) -> dict[str, Any]:
+def _collate(indices: list[int]) -> Batch:
     generator = torch.Generator().manual_seed(indices[0])
     batch = len(indices)
-    return {
-        "images": torch.randint(0, 255, (batch, 3, 64, 64), generator=generator, dtype=torch.uint8),
-        "targets": torch.tensor([[i, i % 2, 0.5, 0.5, 0.4, 0.3] for i in range(batch)], dtype=torch.float32),
-        "image_ids": torch.tensor(indices),
-        "orig_shapes": torch.tensor([[64, 64]] * batch),
-        "ratio_pad": torch.tensor([[1.0, 1.0, 0.0, 0.0]] * batch),
-        "paths": [str(i) for i in indices],
-    }
+    return Batch(
+        images=torch.randint(0, 255, (batch, 3, 64, 64), generator=generator, dtype=torch.uint8),
+        targets=torch.tensor([[i, i % 2, 0.5, 0.5, 0.4, 0.3] for i in range(batch)], dtype=torch.float32),
+        image_ids=torch.tensor(indices),
+        orig_shapes=torch.tensor([[64, 64]] * batch),
+        ratio_pad=torch.tensor([[1.0, 1.0, 0.0, 0.0]] * batch),
+        paths=[str(i) for i in indices],
+    )
 
 
 class _InfiniteGradient(torch.autograd.Function):

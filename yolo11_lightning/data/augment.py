@@ -17,7 +17,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-PAD_VALUE = 114
+from yolo11_lightning.inference.preprocess import PAD_VALUE
 
 
 @dataclass(frozen=True)
@@ -51,53 +51,6 @@ class AugmentConfig:
     fliplr: float = 0.5
     flipud: float = 0.0
     extras_p: float = 0.01
-
-
-def read_image(path: str) -> np.ndarray:
-    """Decode an image to 8-bit BGR, applying EXIF orientation (grey, alpha and 16-bit converted).
-
-    Raises:
-        FileNotFoundError: If the file cannot be read or decoded.
-    """
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path} (changed since the scan?)")
-    return image
-
-
-def resize_long_side(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the longer side equals ``size`` (aspect kept; sides rounded up, as the reference)."""
-    height, width = image.shape[:2]
-    ratio = size / max(height, width)
-    if ratio == 1:
-        return image
-    new_size = (min(math.ceil(width * ratio), size), min(math.ceil(height * ratio), size))
-    return cv2.resize(image, new_size, interpolation=cv2.INTER_LINEAR)
-
-
-def letterbox(
-    image: np.ndarray, shape: tuple[int, int], scaleup: bool = True
-) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
-    """Resize keeping the aspect ratio and pad (centred, value 114) to ``shape = (height, width)``.
-
-    Returns:
-        The padded image, the gains ``(gain_x, gain_y)`` of the resize (per axis, exact after
-        rounding) and the padding ``(pad_x, pad_y)`` on the left/top: new = old * gain + pad.
-    """
-    height, width = image.shape[:2]
-    ratio = min(shape[0] / height, shape[1] / width)
-    if not scaleup:
-        ratio = min(ratio, 1.0)
-    new_width, new_height = round(width * ratio), round(height * ratio)
-    if (new_width, new_height) != (width, height):
-        image = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
-    pad_w, pad_h = (shape[1] - new_width) / 2, (shape[0] - new_height) / 2
-    top, bottom = round(pad_h - 0.1), round(pad_h + 0.1)
-    left, right = round(pad_w - 0.1), round(pad_w + 0.1)
-    if top or bottom or left or right:
-        image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
-    return image, (new_width / width, new_height / height), (left, top)
 
 
 def mosaic4(

@@ -1,4 +1,4 @@
-"""The detection dataset: decode, augment or letterbox, and collate into the batch dict.
+"""The detection dataset: decode, augment or letterbox, and collate into a :class:`Batch`.
 
 A sample is built from a ``SampleRequest`` (or a bare index). Training samples draw every random
 choice from ``numpy.random.default_rng([seed, epoch, index])``, so a sample is the same whichever
@@ -22,14 +22,19 @@ from yolo11_lightning.data.augment import (
     flip_horizontal,
     flip_vertical,
     hsv_jitter,
-    letterbox,
     mosaic4,
     random_affine,
-    read_image,
-    resize_long_side,
 )
+from yolo11_lightning.data.batch import Batch
 from yolo11_lightning.data.samplers import SampleRequest
 from yolo11_lightning.data.scan import ImageRecord
+from yolo11_lightning.inference.preprocess import (
+    letterbox,
+    letterbox_with_mapping,
+    read_image,
+    resize_long_side,
+    stack_images,
+)
 
 
 def _to_input(boxes: np.ndarray, gain: tuple[float, float], pad: tuple[float, float]) -> np.ndarray:
@@ -147,16 +152,12 @@ class YOLODataset(Dataset):
             image, classes, boxes = self._train_sample(request)
             ratio_pad = (1.0, 1.0, 0.0, 0.0)
         else:
-            resized = self.load_image(request.index)
             shape = request.shape or (self.imgsz, self.imgsz)
-            image, (letterbox_x, letterbox_y), (pad_x, pad_y) = letterbox(resized, shape, scaleup=False)
-            # overall gain original -> input, per axis: (letterboxed side in pixels) / (original side)
-            gain_x = letterbox_x * resized.shape[1] / record.width
-            gain_y = letterbox_y * resized.shape[0] / record.height
+            image, ratio_pad = letterbox_with_mapping(
+                self.load_image(request.index), (record.height, record.width), shape, scaleup=False
+            )
             classes = record.classes
-            boxes = self._pixel_boxes(request.index, record.width, record.height)
-            boxes = _to_input(boxes, (gain_x, gain_y), (pad_x, pad_y))
-            ratio_pad = (gain_x, gain_y, float(pad_x), float(pad_y))
+            boxes = _to_input(self._pixel_boxes(request.index, record.width, record.height), ratio_pad[:2], ratio_pad[2:])
         height, width = image.shape[:2]
         normalised = np.empty_like(boxes)
         normalised[:, 0] = (boxes[:, 0] + boxes[:, 2]) / (2 * width)
@@ -174,27 +175,23 @@ class YOLODataset(Dataset):
         }
 
 
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples into the batch dict of ``docs/design.md``.
+def collate(samples: list[dict[str, Any]]) -> Batch:
+    """Stack samples into a :class:`~yolo11_lightning.data.batch.Batch`.
 
     The images go from ``(H, W, 3)`` BGR to one ``uint8 (B, 3, H, W)`` RGB tensor in a single copy;
     the targets ``float32 (N, 6)`` rows ``(image_index, class, cx, cy, w, h)`` are built in one go.
     """
-    height, width = samples[0]["image"].shape[:2]
-    images = np.empty((len(samples), 3, height, width), dtype=np.uint8)
-    for i, sample in enumerate(samples):
-        images[i] = sample["image"].transpose(2, 0, 1)[::-1]  # HWC BGR -> CHW RGB
     counts = [len(sample["classes"]) for sample in samples]
     targets = np.empty((sum(counts), 6), dtype=np.float32)
     targets[:, 0] = np.repeat(np.arange(len(samples)), counts)
     if targets.shape[0]:
         targets[:, 1] = np.concatenate([sample["classes"] for sample in samples])
         targets[:, 2:] = np.concatenate([sample["boxes"] for sample in samples])
-    return {
-        "images": torch.from_numpy(images),
-        "targets": torch.from_numpy(targets),
-        "image_ids": torch.tensor([sample["image_id"] for sample in samples], dtype=torch.int64),
-        "orig_shapes": torch.tensor([sample["orig_shape"] for sample in samples], dtype=torch.int64),
-        "ratio_pad": torch.tensor([sample["ratio_pad"] for sample in samples], dtype=torch.float32),
-        "paths": [sample["path"] for sample in samples],
-    }
+    return Batch(
+        images=stack_images([sample["image"] for sample in samples]),
+        targets=torch.from_numpy(targets),
+        image_ids=torch.tensor([sample["image_id"] for sample in samples], dtype=torch.int64),
+        orig_shapes=torch.tensor([sample["orig_shape"] for sample in samples], dtype=torch.int64),
+        ratio_pad=torch.tensor([sample["ratio_pad"] for sample in samples], dtype=torch.float32),
+        paths=[sample["path"] for sample in samples],
+    )

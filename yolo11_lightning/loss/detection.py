@@ -22,7 +22,7 @@ could never get an anchor there either, since no anchor centre is strictly insid
 from __future__ import annotations
 
 import warnings
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,29 @@ import torch.nn.functional as F
 from yolo11_lightning.boxes import bbox2dist, bbox_iou, dist2bbox, make_anchors, xywh_to_xyxy
 from yolo11_lightning.loss.assigner import Assignment, TaskAlignedAssigner
 
-__all__ = ["DetectionLoss"]
+__all__ = ["DetectionLoss", "LossComponents"]
+
+
+class LossComponents(NamedTuple):
+    """The detached loss terms of a batch, each already multiplied by its gain (what is logged).
+
+    Attributes:
+        box: ``1 - CIoU`` box loss, scalar float32.
+        cls: BCE class loss, scalar float32.
+        dfl: distribution focal loss, scalar float32.
+    """
+
+    box: torch.Tensor
+    cls: torch.Tensor
+    dfl: torch.Tensor
+
+    def total(self) -> torch.Tensor:
+        """Sum of the three terms (the per-image loss the reference logs as ``loss``)."""
+        return self.box + self.cls + self.dfl
+
+    def as_tensor(self) -> torch.Tensor:
+        """``float32 (3,)`` tensor ``(box, cls, dfl)``."""
+        return torch.stack(tuple(self))
 
 
 class _DetectorLike(Protocol):
@@ -80,7 +102,9 @@ class DetectionLoss:
         self.dropped_targets = 0
         self._anchor_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def __call__(self, preds: list[torch.Tensor] | tuple, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, preds: list[torch.Tensor] | tuple, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, LossComponents]:
         """Compute the loss.
 
         Args:
@@ -90,14 +114,14 @@ class DetectionLoss:
                 by the network input size.
 
         Returns:
-            ``total``: scalar, ``components.sum() * batch_size`` with gradient; ``components``:
-            detached float32 (3,) box, cls and dfl losses, each already multiplied by its gain.
+            ``total``: scalar, ``components.total() * batch_size`` with gradient; ``components``:
+            the detached box, cls and dfl losses, each already multiplied by its gain.
         """
         maps = self._check_preds(preds)
         with torch.autocast(device_type=maps[0].device.type, enabled=False):
             return self._compute([m.float() for m in maps], targets)
 
-    def _compute(self, maps: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _compute(self, maps: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, LossComponents]:
         batch = maps[0].shape[0]
         device = maps[0].device
         shapes = [tuple(m.shape[2:]) for m in maps]
@@ -162,7 +186,7 @@ class DetectionLoss:
             box_loss = dfl_loss = torch.zeros((), device=pred_dist.device)
 
         components = torch.stack((box_loss * self.gains[0], cls_loss * self.gains[1], dfl_loss * self.gains[2]))
-        return components.sum() * batch, components.detach()
+        return components.sum() * batch, LossComponents(*components.detach().unbind())
 
     def _decode(self, dist_logits: torch.Tensor, anchor_points: torch.Tensor) -> torch.Tensor:
         """(..., 4 * reg_max) bin logits -> (..., 4) ``xyxy`` boxes around ``anchor_points``."""

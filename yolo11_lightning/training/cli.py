@@ -70,17 +70,15 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         """Append one JSON line per image of the batch."""
         assert self.path is not None
-        names = getattr(pl_module.model, "names", {})
         with self.path.open("a") as handle:
             for item in prediction:
-                class_ids = item["class_ids"].tolist()
                 record = {
-                    "path": item["path"],
-                    "image_id": item["image_id"],
-                    "boxes": [[round(v, 2) for v in box] for box in item["boxes"].tolist()],
-                    "scores": [round(v, 5) for v in item["scores"].tolist()],
-                    "class_ids": class_ids,
-                    "class_names": [names.get(c, str(c)) for c in class_ids],
+                    "path": item.path,
+                    "image_id": item.image_id,
+                    "boxes": [[round(v, 2) for v in box] for box in item.boxes.tolist()],
+                    "scores": [round(v, 5) for v in item.scores.tolist()],
+                    "class_ids": item.class_ids.tolist(),
+                    "class_names": item.class_names,
                 }
                 handle.write(json.dumps(record) + "\n")
 

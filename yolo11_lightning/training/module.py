@@ -8,6 +8,10 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from yolo11_lightning.data.batch import Batch
+from yolo11_lightning.inference.postprocess import NMSSettings, detect
+from yolo11_lightning.inference.preprocess import to_float_input
+from yolo11_lightning.inference.results import Detections
 from yolo11_lightning.training.checkpoint_state import (
     architecture_of,
     check_architecture,
@@ -24,7 +28,6 @@ from yolo11_lightning.training.optim import (
     settings_at,
     warmup_iterations,
 )
-from yolo11_lightning.training.predict import batch_ground_truth, detect
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -158,11 +161,20 @@ class YOLOModule(LightningModule):
         """Run the (raw, not EMA) network on float images in [0, 1]; see ``DetectionModel.forward``."""
         return self.model(images)
 
-    def _images(self, batch: dict[str, Any]) -> torch.Tensor:
-        images = batch["images"].float() / 255.0
-        if self.hparams.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return images
+    def _images(self, batch: Batch) -> torch.Tensor:
+        return to_float_input(batch.images, channels_last=self.hparams.channels_last)
+
+    @property
+    def val_nms(self) -> NMSSettings:
+        """NMS settings of validation and test (low threshold, multi-label, as the reference)."""
+        hp = self.hparams
+        return NMSSettings(conf=hp.val_conf, iou=hp.val_iou, max_det=hp.max_det, multi_label=True)
+
+    @property
+    def predict_nms(self) -> NMSSettings:
+        """NMS settings of predict."""
+        hp = self.hparams
+        return NMSSettings(conf=hp.predict_conf, iou=hp.predict_iou, max_det=hp.max_det)
 
     @property
     def eval_model(self) -> nn.Module:
@@ -199,7 +211,7 @@ class YOLOModule(LightningModule):
         )
 
     # ----------------------------------------------------------------------------------- training
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         """One batch: forward, loss, backward; an optimizer step when enough batches accumulated."""
         optimizer = self.optimizers()
         iteration = batch_idx + self.trainer.num_training_batches * self.current_epoch
@@ -207,7 +219,7 @@ class YOLOModule(LightningModule):
         apply_settings(optimizer.optimizer, settings)
 
         images = self._images(batch)
-        loss, components = self.loss_fn(self.model(images), batch["targets"])
+        loss, components = self.loss_fn(self.model(images), batch.targets)
         # DDP averages gradients over processes; the recipe sums them (as the reference does).
         loss = loss * self.trainer.world_size
         if not bool(torch.isfinite(loss.detach())):
@@ -223,10 +235,9 @@ class YOLOModule(LightningModule):
 
         batch_size = images.shape[0]
         log = dict(prog_bar=False, on_step=True, on_epoch=True, batch_size=batch_size)
-        self.log("train/loss", components.sum(), prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
-        self.log("train/box_loss", components[0], **log)
-        self.log("train/cls_loss", components[1], **log)
-        self.log("train/dfl_loss", components[2], **log)
+        self.log("train/loss", components.total(), prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        for name, value in components._asdict().items():
+            self.log(f"train/{name}_loss", value, **log)
         self.log("train/lr_bias", settings.lrs[0], on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("train/lr", settings.lrs[1], on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("train/momentum", settings.momentum, on_step=True, on_epoch=False, batch_size=batch_size)
@@ -296,7 +307,7 @@ class YOLOModule(LightningModule):
         """Start a fresh evaluation."""
         self.metrics.reset()
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         """EMA model, NMS, map to original pixels, metric update (and the validation loss)."""
         self._evaluation_step(batch, "val")
 
@@ -308,7 +319,7 @@ class YOLOModule(LightningModule):
         """Start a fresh evaluation."""
         self.metrics.reset()
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         """As :meth:`validation_step`, logged under ``test/``."""
         self._evaluation_step(batch, "test")
 
@@ -316,21 +327,17 @@ class YOLOModule(LightningModule):
         """Compute, log and print the test results."""
         self._evaluation_end("test")
 
-    def _evaluation_step(self, batch: dict[str, Any], stage: str) -> None:
-        hp = self.hparams
+    def _evaluation_step(self, batch: Batch, stage: str) -> None:
         images = self._images(batch)
         decoded, raw_maps = self.eval_model(images)
-        if "targets" in batch:
-            _, components = self.loss_fn(raw_maps, batch["targets"])
+        if batch.has_labels:
+            _, components = self.loss_fn(raw_maps, batch.targets)
             kwargs = dict(on_step=False, on_epoch=True, batch_size=images.shape[0], sync_dist=True)
-            self.log(f"{stage}/box_loss", components[0], **kwargs)
-            self.log(f"{stage}/cls_loss", components[1], **kwargs)
-            self.log(f"{stage}/dfl_loss", components[2], **kwargs)
-        predictions = detect(
-            decoded, batch, conf=hp.val_conf, iou=hp.val_iou, max_det=hp.max_det, multi_label=True
-        )
-        gt_boxes, gt_labels = batch_ground_truth(batch, images.shape[-2:])
-        self.metrics.update(batch["image_ids"], predictions, gt_boxes, gt_labels)
+            for name, value in components._asdict().items():
+                self.log(f"{stage}/{name}_loss", value, **kwargs)
+        predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.val_nms)
+        gt_boxes, gt_labels = batch.ground_truth()
+        self.metrics.update(batch.image_ids, predictions, gt_boxes, gt_labels)
 
     def _evaluation_end(self, stage: str) -> None:
         results = self.metrics.compute()
@@ -352,26 +359,16 @@ class YOLOModule(LightningModule):
             )
 
     # ------------------------------------------------------------------------------------ predict
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
-        """Detections per image in original pixels.
-
-        Returns:
-            One dict per image: ``path``, ``image_id``, ``boxes`` (n, 4) xyxy original pixels,
-            ``scores`` (n,), ``class_ids`` (n,).
-        """
-        hp = self.hparams
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
+        """Detections per image in original pixels (the EMA weights, :attr:`predict_nms`)."""
         decoded, _ = self.eval_model(self._images(batch))
-        predictions = detect(decoded, batch, conf=hp.predict_conf, iou=hp.predict_iou, max_det=hp.max_det)
-        paths = batch.get("paths") or [""] * len(predictions)
+        predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.predict_nms)
+        names = dict(self.model.names)
         return [
-            {
-                "path": path,
-                "image_id": int(image_id),
-                "boxes": pred[:, :4].cpu(),
-                "scores": pred[:, 4].cpu(),
-                "class_ids": pred[:, 5].long().cpu(),
-            }
-            for path, image_id, pred in zip(paths, batch["image_ids"].tolist(), predictions)
+            Detections.from_rows(rows, path, image_id, shape, names)
+            for rows, path, image_id, shape in zip(
+                predictions, batch.paths, batch.image_ids.tolist(), batch.orig_shapes.tolist()
+            )
         ]
 
     # -------------------------------------------------------------------------------- checkpoints

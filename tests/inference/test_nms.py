@@ -1,4 +1,4 @@
-"""Tests for yolo11_lightning/postprocess.py: reference parity and hand-made NMS cases."""
+"""Tests for yolo11_lightning/inference/nms.py: reference parity and hand-made NMS cases."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yolo11_lightning.postprocess import non_max_suppression
+from yolo11_lightning.inference.nms import non_max_suppression
 
 
 def decoded_from(boxes_xyxy: list[list[float]], scores: list[list[float]]) -> torch.Tensor:
