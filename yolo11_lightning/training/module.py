@@ -17,6 +17,7 @@ from yolo11_lightning.training.checkpoint_state import (
     check_architecture,
     class_names_dict,
 )
+from yolo11_lightning.training.compiled import CompiledNetwork
 from yolo11_lightning.training.ema import ModelEMA
 from yolo11_lightning.training.metrics import DetectionMetrics, DetectionResults
 from yolo11_lightning.training.optim import (
@@ -77,6 +78,10 @@ class YOLOModule(LightningModule):
         max_nonfinite_steps: stop the run after this many consecutive optimizer steps skipped for a
             non-finite loss or gradient.
         channels_last: run the network in channels-last memory format (faster convolutions on CPU).
+        compile: run the network through ``torch.compile`` for training and evaluation (checkpoint
+            keys unchanged; falls back to eager with a warning where the compiler is missing).
+        compile_backend: the ``torch.compile`` backend (``"inductor"``; ``"aot_eager"`` captures
+            the graphs without generating code, a quick check).
         metric_backend: COCO evaluation backend of torchmetrics.
         print_class_table: print the per-class table after each validation/test (rank 0).
     """
@@ -112,6 +117,8 @@ class YOLOModule(LightningModule):
         predict_iou: float = 0.7,
         max_nonfinite_steps: int = 10,
         channels_last: bool = False,
+        compile: bool = False,
+        compile_backend: str = "inductor",
         metric_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval",
         print_class_table: bool = True,
     ) -> None:
@@ -138,8 +145,11 @@ class YOLOModule(LightningModule):
         if channels_last:
             network = network.to(memory_format=torch.channels_last)
         self.model = network
+        # Compiled callers are plain attributes, not submodules: state_dict keys stay unprefixed.
+        self._train_network = CompiledNetwork(network, compile, compile_backend, "training")
         self.loss_fn = DetectionLoss(network, box=box_gain, cls=cls_gain, dfl=dfl_gain)
         self.ema = ModelEMA(network, decay=ema_decay, tau=ema_tau)
+        self._eval_network = CompiledNetwork(self.ema.module, compile, compile_backend, "evaluation")
         self.metrics = DetectionMetrics(network.names, max_det=max_det, backend=metric_backend)
         self.last_results: DetectionResults | None = None
         # Optimisation state saved in checkpoints (see on_save_checkpoint).
@@ -219,7 +229,7 @@ class YOLOModule(LightningModule):
         apply_settings(optimizer.optimizer, settings)
 
         images = self._images(batch)
-        loss, components = self.loss_fn(self.model(images), batch.targets)
+        loss, components = self.loss_fn(self._train_network(images), batch.targets)
         # DDP averages gradients over processes; the recipe sums them (as the reference does).
         loss = loss * self.trainer.world_size
         if not bool(torch.isfinite(loss.detach())):
@@ -329,7 +339,7 @@ class YOLOModule(LightningModule):
 
     def _evaluation_step(self, batch: Batch, stage: str) -> None:
         images = self._images(batch)
-        decoded, raw_maps = self.eval_model(images)
+        decoded, raw_maps = self._eval_network(images)
         if batch.has_labels:
             _, components = self.loss_fn(raw_maps, batch.targets)
             kwargs = dict(on_step=False, on_epoch=True, batch_size=images.shape[0], sync_dist=True)
@@ -361,7 +371,7 @@ class YOLOModule(LightningModule):
     # ------------------------------------------------------------------------------------ predict
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
         """Detections per image in original pixels (the EMA weights, :attr:`predict_nms`)."""
-        decoded, _ = self.eval_model(self._images(batch))
+        decoded, _ = self._eval_network(self._images(batch))
         predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.predict_nms)
         names = dict(self.model.names)
         return [
