@@ -16,6 +16,7 @@ from yolo11_lightning.data.config import list_image_files, load_data_config
 from yolo11_lightning.data.dataset import YOLODataset, collate
 from yolo11_lightning.data.samplers import TrainingSampler, ValidationSampler
 from yolo11_lightning.data.scan import ScanSummary, scan_split
+from yolo11_lightning.training.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class YOLODataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         if imgsz % stride:
-            raise ValueError(f"imgsz={imgsz} must be a multiple of stride={stride}")
+            raise UserError(f"imgsz={imgsz} must be a multiple of stride={stride}")
         self.config = load_data_config(data)
         self.names: dict[int, str] = dict(self.config.names)
         self.num_classes: int = self.config.num_classes
@@ -137,7 +138,7 @@ class YOLODataModule(pl.LightningDataModule):
     def _dataset(self, split: str) -> YOLODataset:
         if split not in self.datasets:
             if split not in self.config.splits:
-                raise ValueError(f"{self.config.yaml_path}: no '{split}' split")
+                raise UserError(f"{self.config.yaml_path}: no '{split}' split")
             sources = self.config.splits[split]
             files = list_image_files(sources)
             records, summary = scan_split(

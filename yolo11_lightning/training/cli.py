@@ -13,21 +13,109 @@ Defaults added to Lightning's:
       directory, fsync, rename); resuming from an unreadable file names the previous good one;
     * ``resume`` (``ExactResume``): ``fit --ckpt_path last.ckpt`` continues bit for bit (per-batch
       RNG seeding, pending gradients; ``--resume.num_threads`` pins intra-op threads).
+
+Not offered: Lightning's automatic ``--optimizer``/``--lr_scheduler`` options. The recipe builds
+its own optimizer and writes its warmup and schedule into it every step, so those options would be
+silently overridden; they are refused with a message naming ``--model.optimizer`` and
+``--model.lr0``.
+
+Errors: :func:`main` reports known user mistakes (paths, YAML, labels, checkpoints, options; a
+misspelt option gets the close spelling) in at most 3 lines on stderr with exit code 2; set
+``YOLO11_LIGHTNING_DEBUG=1`` for the traceback (see :mod:`yolo11_lightning.training.errors`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from yolo11_lightning.data.datamodule import YOLODataModule
-from yolo11_lightning.training.module import YOLOModule
+from yolo11_lightning.exit_codes import ExitCode
+from yolo11_lightning.training.errors import (
+    CLIArgumentError,
+    close_spellings,
+    register_exit_code,
+    run_with_exit_code,
+    unknown_option_hint,
+)
+from yolo11_lightning.training.module import NonFiniteTrainingError, YOLOModule
 from yolo11_lightning.training.resume import ExactResume
+
+register_exit_code(NonFiniteTrainingError, ExitCode.DIVERGED)
+
+OPTIMIZER_REFUSAL = (
+    "--optimizer and --lr_scheduler are not options of this command: the YOLO recipe builds its optimizer "
+    "and applies its own warmup and LR schedule every step"
+)
+OPTIMIZER_HINT = (
+    "choose the optimizer with --model.optimizer {SGD,AdamW,auto} and the learning rate with --model.lr0 "
+    "(final factor --model.lrf, shape --model.schedule linear|cosine)"
+)
+_OPTIMIZER_OPTION = re.compile(r"(?<![\w.])-*(optimizer|lr_scheduler)\b")
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+
+
+class CompactHelpFormatter(DefaultHelpFormatter):
+    """``--help`` with one sentence per option (plus its type and default) and short subclass lists.
+
+    ``fit --help`` stays readable (a few hundred lines instead of ~1,700): Lightning's long
+    argument descriptions are cut to their first sentence.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help
+        if isinstance(text, str) and text:
+            first = re.split(r"(?<=[.:;])\s", " ".join(text.split()), maxsplit=1)[0]
+            action.help = first if len(first) <= 160 else first[:157] + "..."
+        try:
+            full = super()._get_help_string(action)
+        finally:
+            action.help = text
+        return _KNOWN_SUBCLASSES.sub(_shorten_subclasses, full)
+
+
+_KNOWN_SUBCLASSES = re.compile(r"known subclasses: ([^)]*)")
+
+
+def _shorten_subclasses(match: re.Match[str]) -> str:
+    names = [name.strip() for name in match.group(1).split(",")]
+    shown = ", ".join(names[:3])
+    return f"known subclasses: {shown}" + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
+
+
+class YOLOArgumentParser(LightningArgumentParser):
+    """The CLI's parser: compact help, and a refused option raises :class:`CLIArgumentError` (short
+    message, a "did you mean" line) instead of printing the whole usage and exiting."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", CompactHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.usage = "%(prog)s [-h] [-c CONFIG] [--print_config[=flags]] [--<group>.<option> VALUE ...]"
+
+    def error(self, message: str, ex: Exception | None = None) -> None:  # type: ignore[override]
+        """Raise :class:`CLIArgumentError` with the message and, when useful, a close spelling."""
+        if not self.exit_on_error:  # jsonargparse's inner parsers: it catches and retries
+            super().error(message, ex)
+        if _OPTIMIZER_OPTION.search(message):
+            raise CLIArgumentError(OPTIMIZER_REFUSAL, OPTIMIZER_HINT)
+        hint = unknown_option_hint(message, self._option_string_actions)
+        choice = _INVALID_CHOICE.search(message)
+        if hint is None and choice:
+            options = re.findall(r"'([^']*)'", choice.group(2))
+            close = close_spellings(choice.group(1), options, count=1)
+            hint = f"did you mean: {close[0]}" if close else None
+        raise CLIArgumentError(" ".join(message.split()), hint)
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -105,6 +193,9 @@ class YOLOCLI(LightningCLI):
         trainer_defaults.update(kwargs.pop("trainer_defaults", {}))
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("parser_kwargs", {"default_env": False})
+        kwargs.setdefault("parser_class", YOLOArgumentParser)
+        # The recipe owns the optimizer and its schedule: no --optimizer/--lr_scheduler (see module docstring).
+        kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(
             YOLOModule,
             YOLODataModule,
@@ -174,13 +265,37 @@ class YOLOCLI(LightningCLI):
         )
 
 
-def main(args: Sequence[str] | None = None) -> YOLOCLI:
-    """Entry point of ``train.py``.
+def run_cli(args: Sequence[str] | None = None) -> YOLOCLI:
+    """Run a command and return the CLI object (its ``trainer`` and ``model`` after the run).
+
+    Exceptions propagate; :func:`main` turns them into messages and exit codes.
 
     Args:
         args: command-line arguments (``None``: ``sys.argv``).
-
-    Returns:
-        The CLI object (its ``trainer`` and ``model`` after the run).
     """
     return YOLOCLI(args=args)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of ``train.py``, ``python -m yolo11_lightning`` and the ``yolo11-lightning`` command.
+
+    Args:
+        args: command-line arguments (``None``: ``sys.argv[1:]``).
+
+    Returns:
+        The process exit code (:class:`~yolo11_lightning.exit_codes.ExitCode`): 0 on success, 2 for a
+        user error (at most 3 lines on stderr), 3 when training diverged, 1 for a bug (traceback).
+    """
+    _info_to_stdout()
+    return run_with_exit_code(lambda: run_cli(None if args is None else list(args)))
+
+
+def _info_to_stdout() -> None:
+    """Send Lightning's information lines ("Seed set to 0", "GPU available: ...") to stdout.
+
+    stderr is left to warnings and errors, so a user error is the only thing there (at most 3 lines).
+    """
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stderr, sys.__stderr__):
+                handler.setStream(sys.stdout)

@@ -12,6 +12,7 @@ from yolo11_lightning.data.batch import Batch
 from yolo11_lightning.inference.postprocess import NMSSettings, detect
 from yolo11_lightning.inference.preprocess import to_float_input
 from yolo11_lightning.inference.results import Detections
+from yolo11_lightning.nn.model import DetectionModel
 from yolo11_lightning.training.checkpoint_state import (
     architecture_of,
     check_architecture,
@@ -83,7 +84,7 @@ class YOLOModule(LightningModule):
 
     def __init__(
         self,
-        model: str | nn.Module = "yolo11n.yaml",
+        model: str | DetectionModel = "yolo11n.yaml",
         num_classes: int | None = None,
         class_names: dict[int, str] | list[str] | None = None,
         weights: str | None = None,
