@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import cv2
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -19,6 +22,17 @@ from yolo11_lightning.data.scan import ScanSummary, scan_split
 from yolo11_lightning.training.errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+def fraction_subset(files: list[Path], fraction: float, seed: int) -> list[Path]:
+    """A fixed subset of ``round(fraction * len(files))`` files (at least one), drawn from ``seed`` alone.
+
+    The subset depends only on the sorted file list, ``fraction`` and ``seed``: the same in every
+    epoch, on every process and in a resumed run. The files keep their sorted order.
+    """
+    count = max(1, round(fraction * len(files)))
+    chosen = np.random.default_rng([seed, 0xF4AC]).choice(len(files), size=count, replace=False)
+    return [files[i] for i in np.sort(chosen)]
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -83,6 +97,11 @@ class YOLODataModule(pl.LightningDataModule):
         flipud: Probability of a vertical flip.
         albumentations_p: Probability of each albumentations extra (Blur, MedianBlur, ToGray, CLAHE).
         predict_split: Split of ``data.yaml`` that ``predict`` runs on.
+        single_cls: Train and evaluate one class: every label's class becomes 0 and the class
+            names become ``{0: "item"}`` (the model is built with one class).
+        fraction: Train on this fraction of the training images: a fixed subset of
+            ``round(fraction * N)`` images drawn once from ``seed`` (the same every epoch and on every
+            process; the reference takes the first files instead). Evaluation splits stay whole.
     """
 
     def __init__(
@@ -113,14 +132,18 @@ class YOLODataModule(pl.LightningDataModule):
         flipud: float = 0.0,
         albumentations_p: float = 0.01,
         predict_split: str = "val",
+        single_cls: bool = False,
+        fraction: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if imgsz % stride:
             raise UserError(f"imgsz={imgsz} must be a multiple of stride={stride}")
+        if not 0.0 < fraction <= 1.0:
+            raise UserError(f"fraction={fraction} must be in (0, 1]")
         self.config = load_data_config(data)
-        self.names: dict[int, str] = dict(self.config.names)
-        self.num_classes: int = self.config.num_classes
+        self.names: dict[int, str] = {0: "item"} if single_cls else dict(self.config.names)
+        self.num_classes: int = len(self.names)
         self.imgsz = imgsz
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or 2 * batch_size
@@ -141,9 +164,13 @@ class YOLODataModule(pl.LightningDataModule):
                 raise UserError(f"{self.config.yaml_path}: no '{split}' split")
             sources = self.config.splits[split]
             files = list_image_files(sources)
+            if split == "train" and self.hparams.fraction < 1.0:
+                files = fraction_subset(files, self.hparams.fraction, self.hparams.seed)
             records, summary = scan_split(
-                files, self.num_classes, split, ", ".join(map(str, sources)), use_cache=self.hparams.scan_cache
+                files, self.config.num_classes, split, ", ".join(map(str, sources)), use_cache=self.hparams.scan_cache
             )
+            if self.hparams.single_cls:
+                records = [replace(r, classes=np.zeros_like(r.classes)) for r in records]
             self.summaries[split] = summary
             if not (summary.fixed or summary.corrupt):  # otherwise scan_split already warned with this line
                 rank_zero_info(summary.line(split))

@@ -1,0 +1,68 @@
+"""Training switches of ``YOLODataModule``: ``single_cls`` and ``fraction``."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from data_builders import SHAPES4_YAML
+from yolo11_lightning import YOLODataModule
+from yolo11_lightning.data.config import list_image_files, load_data_config
+from yolo11_lightning.data.datamodule import fraction_subset
+from yolo11_lightning.training.errors import UserError
+
+
+def _fake_trainer(world_size: int, rank: int, epoch: int) -> SimpleNamespace:
+    epochs = SimpleNamespace(current=SimpleNamespace(processed=epoch, started=epoch))
+    batches = SimpleNamespace(is_last_batch=False, current=SimpleNamespace(processed=0))
+    fit_loop = SimpleNamespace(epoch_progress=epochs, epoch_loop=SimpleNamespace(batch_progress=batches))
+    return SimpleNamespace(world_size=world_size, global_rank=rank, max_epochs=20, fit_loop=fit_loop)
+
+
+def _datamodule(**kwargs: object) -> YOLODataModule:
+    return YOLODataModule(str(SHAPES4_YAML), imgsz=64, batch_size=4, workers=0, scan_cache=False, **kwargs)
+
+
+def test_single_cls_makes_one_class_of_all_labels() -> None:
+    plain, single = _datamodule(), _datamodule(single_cls=True)
+    assert single.names == {0: "item"} and single.num_classes == 1
+    for datamodule in (plain, single):
+        datamodule.setup("fit")
+    for split in ("train", "val"):
+        plain_classes = np.concatenate([r.classes for r in plain.datasets[split].records])
+        single_classes = np.concatenate([r.classes for r in single.datasets[split].records])
+        assert len(np.unique(plain_classes)) == 4  # the data has four classes ...
+        assert single_classes.shape == plain_classes.shape and (single_classes == 0).all()  # ... all now class 0
+    sample = single.datasets["train"][0]
+    assert set(sample["classes"].tolist()) <= {0}
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.5])
+def test_fraction_is_one_seeded_subset_every_epoch_and_on_every_rank(fraction: float) -> None:
+    every_file = list_image_files(load_data_config(SHAPES4_YAML).splits["train"])
+    expected = set(fraction_subset(every_file, fraction, seed=3))
+    assert len(expected) == round(fraction * len(every_file))
+    assert expected != set(every_file[: len(expected)])  # drawn, not the first files
+    for epoch in range(3):
+        seen: set = set()
+        for rank in range(2):
+            datamodule = _datamodule(fraction=fraction, seed=3)
+            datamodule.trainer = _fake_trainer(world_size=2, rank=rank, epoch=epoch)
+            datamodule.setup("fit")
+            records = datamodule.datasets["train"].records
+            assert len(records) == len(expected)
+            assert len(datamodule.datasets["val"]) == 17  # evaluation splits stay whole
+            sampler = datamodule.train_dataloader().sampler
+            seen |= {records[request.index].path for request in sampler}
+        assert seen == expected, epoch
+
+
+def test_fraction_depends_on_the_seed_and_is_checked() -> None:
+    files = list_image_files(load_data_config(SHAPES4_YAML).splits["train"])
+    assert fraction_subset(files, 0.25, 0) != fraction_subset(files, 0.25, 1)
+    assert fraction_subset(files, 0.25, 0) == fraction_subset(files, 0.25, 0)
+    assert len(fraction_subset(files, 0.001, 0)) == 1
+    with pytest.raises(UserError, match="fraction=0"):
+        _datamodule(fraction=0.0)
