@@ -11,6 +11,8 @@ Defaults added to Lightning's:
     * a CSV logger under ``runs/``;
     * ``AtomicCheckpointIO``: checkpoints written atomically (temp file in the checkpoint's
       directory, fsync, rename); resuming from an unreadable file names the previous good one;
+    * ``early_stopping`` (``EarlyStopping``): stop after ``--early_stopping.patience`` (100, as the
+      reference; 0: off) epochs without a better ``val/mAP50-95``, printing the stop and best epochs;
     * ``resume`` (``ExactResume``): ``fit --ckpt_path last.ckpt`` continues bit for bit (per-batch
       RNG seeding, pending gradients; ``--resume.num_threads`` pins intra-op threads).
 
@@ -42,6 +44,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from yolo11_lightning.data.datamodule import YOLODataModule
 from yolo11_lightning.exit_codes import ExitCode
+from yolo11_lightning.training.early_stopping import EarlyStopping
 from yolo11_lightning.training.errors import (
     CLIArgumentError,
     close_spellings,
@@ -239,6 +242,7 @@ class YOLOCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(ExactResume, "resume")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.names", "model.class_names", apply_on="instantiate")
