@@ -19,8 +19,8 @@ from yolo11_lightning.training.checkpoint_state import (
     class_names_dict,
 )
 from yolo11_lightning.training.ema import ModelEMA
-from yolo11_lightning.training.metrics import DetectionMetrics, DetectionResults
 from yolo11_lightning.training.errors import UserError
+from yolo11_lightning.training.metrics import DetectionMetrics, DetectionResults
 from yolo11_lightning.training.optim import (
     OptimizerChoice,
     StepSettings,
