@@ -13,6 +13,8 @@ Defaults added to Lightning's:
       directory, fsync, rename); resuming from an unreadable file names the previous good one;
     * ``early_stopping`` (``EarlyStopping``): stop after ``--early_stopping.patience`` (100, as the
       reference; 0: off) epochs without a better ``val/mAP50-95``, printing the stop and best epochs;
+    * ``time_budget`` (``TimeBudget``): ``--time_budget.hours 1.5`` re-plans the epochs (and so the
+      LR schedule and close_mosaic) from the measured epoch time, as the reference's ``time``;
     * ``resume`` (``ExactResume``): ``fit --ckpt_path last.ckpt`` continues bit for bit (per-batch
       RNG seeding, pending gradients; ``--resume.num_threads`` pins intra-op threads).
 
@@ -54,6 +56,7 @@ from yolo11_lightning.training.errors import (
 )
 from yolo11_lightning.training.module import NonFiniteTrainingError, YOLOModule
 from yolo11_lightning.training.resume import ExactResume
+from yolo11_lightning.training.time_budget import TimeBudget
 
 register_exit_code(NonFiniteTrainingError, ExitCode.DIVERGED)
 
@@ -243,6 +246,7 @@ class YOLOCLI(LightningCLI):
         )
         parser.add_lightning_class_args(ExactResume, "resume")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.add_lightning_class_args(TimeBudget, "time_budget")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.names", "model.class_names", apply_on="instantiate")
