@@ -71,7 +71,8 @@ class YOLODataModule(pl.LightningDataModule):
             lists or lists of either; Roboflow ``../train/images`` entries; ``names`` list or map).
         imgsz: Network input size in pixels (square training canvas; long side for evaluation).
         batch_size: Training images per batch and process (also the window of the epoch order
-            that each sample's mosaic partners come from).
+            that each sample's mosaic partners come from); -1: the largest batch that fits 60% of
+            the GPU memory, found by trial before training (CUDA only).
         workers: DataLoader worker processes per loader (0 loads in the main process).
         val_batch_size: Evaluation batch size; defaults to ``2 * batch_size``.
         rect: Rectangular evaluation batches grouped by aspect ratio (0.5-stride pad); otherwise
@@ -144,8 +145,11 @@ class YOLODataModule(pl.LightningDataModule):
         self.config = load_data_config(data)
         self.names: dict[int, str] = {0: "item"} if single_cls else dict(self.config.names)
         self.num_classes: int = len(self.names)
+        if batch_size < 1 and batch_size != -1:
+            raise UserError(f"batch_size={batch_size}: give a positive batch size, or -1 for the auto batch size")
         self.imgsz = imgsz
         self.batch_size = batch_size
+        self._val_batch_size = val_batch_size
         self.val_batch_size = val_batch_size or 2 * batch_size
         self.workers = workers
         self.predict_split = predict_split
@@ -156,6 +160,11 @@ class YOLODataModule(pl.LightningDataModule):
         self.datasets: dict[str, YOLODataset] = {}
         self.summaries: dict[str, ScanSummary] = {}
         self._mosaic_override: bool | None = None
+
+    def set_batch_size(self, batch_size: int) -> None:
+        """Set the training batch size (the auto batch size); evaluation follows unless it was given."""
+        self.batch_size = batch_size
+        self.val_batch_size = self._val_batch_size or 2 * batch_size
 
     # ----------------------------------------------------------------------------------------- setup
     def _dataset(self, split: str) -> YOLODataset:

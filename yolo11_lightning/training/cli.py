@@ -39,13 +39,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from yolo11_lightning.data.datamodule import YOLODataModule
 from yolo11_lightning.exit_codes import ExitCode
+from yolo11_lightning.training.auto_batch import (
+    AUTO_BATCH,
+    DEFAULT_FRACTION,
+    cpu_auto_batch_error,
+    cuda_peak_memory_probe,
+    largest_fitting_batch,
+)
 from yolo11_lightning.training.early_stopping import EarlyStopping
 from yolo11_lightning.training.errors import (
     CLIArgumentError,
@@ -251,6 +260,26 @@ class YOLOCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size", apply_on="instantiate")
+
+    def after_instantiate_classes(self) -> None:
+        """Resolve ``--data.batch_size -1`` (auto batch size) before anything runs."""
+        super().after_instantiate_classes()
+        datamodule = self.datamodule
+        if getattr(datamodule, "batch_size", None) != AUTO_BATCH:
+            return
+        if not isinstance(self.trainer.accelerator, CUDAAccelerator):
+            raise cpu_auto_batch_error()
+        device = self.trainer.strategy.root_device
+        network = self.model.model.to(device).train()
+        probe = cuda_peak_memory_probe(network, self.model.loss_fn, datamodule.imgsz, device)
+        total = torch.cuda.get_device_properties(device).total_memory
+        batch = largest_fitting_batch(probe, total)
+        network.to("cpu")
+        torch.cuda.empty_cache()
+        datamodule.set_batch_size(batch)
+        self.model.hparams.batch_size = batch
+        if self.trainer.is_global_zero:
+            print(f"auto batch: {batch} images per batch fit {DEFAULT_FRACTION:.0%} of {total / 2**30:.1f} GiB")
 
     def after_fit(self) -> None:
         """Print the final validation figures and where the checkpoints are."""
