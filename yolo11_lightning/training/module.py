@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 import torch
@@ -21,6 +22,7 @@ from yolo11_lightning.training.checkpoint_state import (
 from yolo11_lightning.training.ema import ModelEMA
 from yolo11_lightning.training.errors import UserError
 from yolo11_lightning.training.metrics import DetectionMetrics, DetectionResults
+from yolo11_lightning.training.multi_scale import multi_scale_size, resize_batch
 from yolo11_lightning.training.optim import (
     OptimizerChoice,
     StepSettings,
@@ -87,6 +89,8 @@ class YOLOModule(LightningModule):
         channels_last: run the network in channels-last memory format (faster convolutions on CPU).
         metric_backend: COCO evaluation backend of torchmetrics.
         print_class_table: print the per-class table after each validation/test (rank 0).
+        multi_scale: resize each training batch to a random stride multiple in [0.5, 1.5] x its
+            size (bilinear, the reference's multi-scale training; see ``training/multi_scale.py``).
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class YOLOModule(LightningModule):
         channels_last: bool = False,
         metric_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval",
         print_class_table: bool = True,
+        multi_scale: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
@@ -246,7 +251,7 @@ class YOLOModule(LightningModule):
         settings = self._recipe_settings(iteration, self.current_epoch)
         apply_settings(optimizer.optimizer, settings)
 
-        images = self._images(batch)
+        images = self._train_input(batch, batch_idx)
         loss, components = self.loss_fn(self.model(images), batch.targets)
         # DDP averages gradients over processes; the recipe sums them (as the reference does).
         loss = loss * self.trainer.world_size
@@ -274,6 +279,16 @@ class YOLOModule(LightningModule):
             batch_size=batch_size,
         )  # fmt: skip
         return loss.detach()
+
+    def _train_input(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """The network input of a training batch; with ``multi_scale`` resized to this batch's size."""
+        images = self._images(batch)
+        if not self.hparams.multi_scale:
+            return images
+        stride = int(self.model.stride.max())
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        size = multi_scale_size(max(images.shape[2:]), stride, seed, self.current_epoch, batch_idx)
+        return resize_batch(images, size, stride)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip the (already unscaled) gradients; drop them all when the step must be skipped.
