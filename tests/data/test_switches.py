@@ -1,7 +1,8 @@
-"""Training switches of ``YOLODataModule``: ``single_cls`` and ``fraction``."""
+"""Training switches of ``YOLODataModule``: ``single_cls``, ``fraction``, ``disk_cache``."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -66,3 +67,41 @@ def test_fraction_depends_on_the_seed_and_is_checked() -> None:
     assert len(fraction_subset(files, 0.001, 0)) == 1
     with pytest.raises(UserError, match="fraction=0"):
         _datamodule(fraction=0.0)
+
+
+def test_disk_cache_is_reused_and_invalidated_by_an_edit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import cv2
+
+    import yolo11_lightning.data.dataset as dataset_module
+    from yolo11_lightning.data.dataset import DISK_CACHE_DIR, YOLODataset
+    from yolo11_lightning.data.scan import scan_split
+
+    source = SHAPES4_YAML.parent
+    for kind in ("images", "labels"):
+        (tmp_path / kind).mkdir()
+        for path in sorted((source / kind / "val").iterdir())[:3]:
+            shutil.copy(path, tmp_path / kind / path.name)
+    files = sorted((tmp_path / "images").iterdir())
+    records, _ = scan_split(files, 4, "val", str(tmp_path), use_cache=False)
+    decoded: list[str] = []
+    real_read = dataset_module.read_image
+    monkeypatch.setattr(dataset_module, "read_image", lambda path: decoded.append(path) or real_read(path))
+
+    first = [YOLODataset(records, 64, disk_cache=True).load_image(i) for i in range(3)]
+    assert len(decoded) == 3 and len(list((tmp_path / "images" / DISK_CACHE_DIR).glob("*.npy"))) == 3
+    second_run = YOLODataset(records, 64, disk_cache=True)
+    again = [second_run.load_image(i) for i in range(3)]
+    assert len(decoded) == 3  # reused: nothing decoded
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+    edited = cv2.imread(str(files[1]))
+    edited[:40] = 255
+    cv2.imwrite(str(files[1]), edited)
+    third_run = YOLODataset(records, 64, disk_cache=True)
+    fresh = [third_run.load_image(i) for i in range(3)]
+    assert decoded[3:] == [str(files[1])]  # only the edited image is decoded again ...
+    assert not np.array_equal(fresh[1], first[1]) and np.array_equal(fresh[0], first[0])
+    assert len(list((tmp_path / "images" / DISK_CACHE_DIR).glob("*.npy"))) == 3  # ... its stale file removed
+    assert YOLODataset(records, 64).disk_cache is False  # off by default

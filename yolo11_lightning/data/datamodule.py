@@ -81,6 +81,9 @@ class YOLODataModule(pl.LightningDataModule):
         close_mosaic: Turn mosaic off for the last N epochs of ``trainer.max_epochs`` (0: never).
         cache_images: Keep all images (resized to ``imgsz``) in RAM; about ``imgsz**2 * 3 * 0.6``
             bytes per image.
+        disk_cache: Keep the decoded images (resized to ``imgsz``) as ``.npy`` files in a
+            ``.yolo11-lightning-cache`` folder beside the images, reused by later runs and
+            invalidated when an image changes (size or modification time).
         pin_memory: Page-locked batches for faster host-to-GPU copies.
         persistent_workers: Keep worker processes alive between epochs.
         scan_cache: Read/write the verification cache beside the labels.
@@ -135,6 +138,7 @@ class YOLODataModule(pl.LightningDataModule):
         predict_split: str = "val",
         single_cls: bool = False,
         fraction: float = 1.0,
+        disk_cache: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -189,6 +193,7 @@ class YOLODataModule(pl.LightningDataModule):
                 augment=self.augment if split == "train" else None,
                 seed=self.hparams.seed,
                 cache_images=self.hparams.cache_images,
+                disk_cache=self.hparams.disk_cache,
             )
         return self.datasets[split]
 
