@@ -105,3 +105,35 @@ def test_disk_cache_is_reused_and_invalidated_by_an_edit(tmp_path: Path, monkeyp
     assert not np.array_equal(fresh[1], first[1]) and np.array_equal(fresh[0], first[0])
     assert len(list((tmp_path / "images" / DISK_CACHE_DIR).glob("*.npy"))) == 3  # ... its stale file removed
     assert YOLODataset(records, 64).disk_cache is False  # off by default
+
+
+def test_rect_training_batches_have_the_aspect_grouped_shapes(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from yolo11_lightning.data.samplers import RectTrainingSampler, rect_batch_shape
+
+    datamodule = YOLODataModule(
+        str(SHAPES4_YAML), imgsz=320, batch_size=4, workers=0, scan_cache=False, rect_train=True
+    )
+    datamodule.trainer = _fake_trainer(world_size=1, rank=0, epoch=2)
+    datamodule.setup("fit")
+    with caplog.at_level(logging.INFO):
+        loader = datamodule.train_dataloader()
+    assert "mosaic off" in caplog.text
+    assert isinstance(loader.sampler, RectTrainingSampler) and not datamodule.mosaic_enabled(0)
+    dataset = datamodule.datasets["train"]
+    aspect = dataset.image_shapes[:, 0] / dataset.image_shapes[:, 1]
+    order = np.argsort(aspect, kind="stable")
+    shapes = set()
+    for number, batch in enumerate(loader):
+        members = order[number * 4 : (number + 1) * 4]
+        expected = rect_batch_shape(aspect[members], 320, 32, 0.0)  # no extra pad in training
+        assert tuple(batch.images.shape[2:]) == expected
+        assert batch.image_ids.tolist() == members.tolist()  # grouped by aspect ratio, not shuffled
+        shapes.add(expected)
+    assert len(shapes) >= 2  # shapes4 has landscape and portrait images
+    with pytest.raises(UserError, match="one process"):
+        multi = _datamodule(rect_train=True)
+        multi.trainer = _fake_trainer(world_size=2, rank=0, epoch=0)
+        multi.setup("fit")
+        multi.train_dataloader()

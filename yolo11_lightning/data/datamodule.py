@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from yolo11_lightning.data.augment import AugmentConfig
 from yolo11_lightning.data.config import list_image_files, load_data_config
 from yolo11_lightning.data.dataset import YOLODataset, collate
-from yolo11_lightning.data.samplers import TrainingSampler, ValidationSampler
+from yolo11_lightning.data.samplers import RectTrainingSampler, TrainingSampler, ValidationSampler
 from yolo11_lightning.data.scan import ScanSummary, scan_split
 from yolo11_lightning.training.errors import UserError
 
@@ -81,6 +81,9 @@ class YOLODataModule(pl.LightningDataModule):
         close_mosaic: Turn mosaic off for the last N epochs of ``trainer.max_epochs`` (0: never).
         cache_images: Keep all images (resized to ``imgsz``) in RAM; about ``imgsz**2 * 3 * 0.6``
             bytes per image.
+        rect_train: Rectangular training batches: images grouped by aspect ratio, each batch
+            letterboxed to the smallest stride-multiple shape holding it; the order is not
+            shuffled and mosaic is off (both said in the log). One process only.
         disk_cache: Keep the decoded images (resized to ``imgsz``) as ``.npy`` files in a
             ``.yolo11-lightning-cache`` folder beside the images, reused by later runs and
             invalidated when an image changes (size or modification time).
@@ -139,6 +142,7 @@ class YOLODataModule(pl.LightningDataModule):
         single_cls: bool = False,
         fraction: float = 1.0,
         disk_cache: bool = False,
+        rect_train: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -211,6 +215,8 @@ class YOLODataModule(pl.LightningDataModule):
     def mosaic_enabled(self, epoch: int) -> bool:
         """Whether mosaic is on in ``epoch``: the ``set_mosaic`` override if any, else on until the
         last ``close_mosaic`` epochs of ``trainer.max_epochs`` (always on without a trainer)."""
+        if self.hparams.rect_train:
+            return False
         if self._mosaic_override is not None:
             return self._mosaic_override
         max_epochs = getattr(self.trainer, "max_epochs", None)
@@ -259,6 +265,8 @@ class YOLODataModule(pl.LightningDataModule):
         """Shuffled (seeded), sharded across processes, mosaic switched by ``mosaic_enabled``."""
         dataset = self._dataset("train")
         num_replicas, rank = self._replicas()
+        if self.hparams.rect_train:
+            return self._rect_train_loader(dataset, num_replicas)
         sampler = TrainingSampler(
             len(dataset),
             seed=self.hparams.seed,
@@ -273,6 +281,17 @@ class YOLODataModule(pl.LightningDataModule):
             # replay epoch 0's order) and replays an epoch's first batches on a mid-epoch resume:
             # start exactly where the loop continues.
             epoch, batches_done = _train_position(trainer)
+            sampler.set_epoch(epoch)
+            sampler.set_start(batches_done * self.batch_size)
+        return self._loader(dataset, sampler, self.batch_size)
+
+    def _rect_train_loader(self, dataset: YOLODataset, num_replicas: int) -> DataLoader:
+        if num_replicas > 1:
+            raise UserError("--data.rect_train runs on one process only: drop it or train on one device")
+        rank_zero_info("rect training: batches grouped by aspect ratio, not shuffled, mosaic off")
+        sampler = RectTrainingSampler(dataset.image_shapes, self.imgsz, self.batch_size, stride=self.hparams.stride)
+        if self.trainer is not None:
+            epoch, batches_done = _train_position(self.trainer)
             sampler.set_epoch(epoch)
             sampler.set_start(batches_done * self.batch_size)
         return self._loader(dataset, sampler, self.batch_size)

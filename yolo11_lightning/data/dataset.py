@@ -160,11 +160,14 @@ class YOLODataset(Dataset):
             partners = request.partners or tuple(rng.integers(0, len(self.records), 3).tolist())
             tiles = [self._tile(i) for i in (request.index, *partners)]
             image, classes, boxes = mosaic4(tiles, size, rng)
+            output_size = (size, size)
         else:
+            height, width = request.shape or (size, size)  # a rectangular-training batch shape, or square
             image, classes, boxes = self._tile(request.index)
-            image, gain, pad = letterbox(image, (size, size))
+            image, gain, pad = letterbox(image, (height, width))
             boxes = _to_input(boxes, gain, pad)
-        image, classes, boxes = random_affine(image, classes, boxes, (size, size), config, rng)
+            output_size = (width, height)
+        image, classes, boxes = random_affine(image, classes, boxes, output_size, config, rng)
         image = self.extras(image, rng)
         image = hsv_jitter(image, (config.hsv_h, config.hsv_s, config.hsv_v), rng)
         if rng.random() < config.flipud:
