@@ -1,4 +1,4 @@
-"""Shared test configuration: the reference-package gate and a fixed seed.
+"""Shared test configuration: the reference-package gate, a fixed seed and the thread count restored.
 
 Tests that compare against the reference implementation are marked ``@pytest.mark.reference``;
 they are skipped (with a reason) when ``ultralytics`` is not installed. Helpers cannot be imported
@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_thread_count() -> Iterator[None]:
+    """Give the next test torch's intra-op thread count as this one found it (some tests pin it to 1)."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

@@ -163,11 +163,10 @@ def test_no_targets_gives_finite_loss_and_gradients() -> None:
     assert maps[0].grad[:, 64:].abs().sum() > 0 and maps[0].grad[:, :64].abs().sum() == 0
 
 
-def test_autocast_bf16_computes_in_float32() -> None:
+def _check_autocast_bf16_matches_float32(loss: DetectionLoss) -> None:
     gen = torch.Generator().manual_seed(5)
     maps = [m.to(torch.bfloat16).requires_grad_() for m in random_maps(2, 64, 3, gen)]
     targets = random_targets([2, 3], 3, gen)
-    loss = DetectionLoss(fake_model(3))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         total, items = loss(maps, targets)
     total.backward()
@@ -175,6 +174,25 @@ def test_autocast_bf16_computes_in_float32() -> None:
     assert torch.isfinite(total) and all(torch.isfinite(m.grad).all() for m in maps)
     expected_total, expected_items = loss([m.detach().float() for m in maps], targets)
     torch.testing.assert_close(items.as_tensor(), expected_items.as_tensor())
+    torch.testing.assert_close(total, expected_total)
+
+
+def test_autocast_bf16_computes_in_float32() -> None:
+    _check_autocast_bf16_matches_float32(DetectionLoss(fake_model(3)))
+
+
+def test_a_total_reduced_in_bf16_is_caught() -> None:
+    """A loss whose total (not its components) passes through bfloat16 fails the check above."""
+
+    class TotalInBF16(DetectionLoss):
+        def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, object]:
+            total, items = super().__call__(preds, targets)
+            if torch.is_autocast_enabled("cpu"):
+                total = total.to(torch.bfloat16).float()
+            return total, items
+
+    with pytest.raises(AssertionError, match="not close"):
+        _check_autocast_bf16_matches_float32(TotalInBF16(fake_model(3)))
 
 
 def test_bad_inputs_raise_clear_errors() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -34,8 +36,10 @@ def _perturb_batchnorm(model: torch.nn.Module) -> None:
 def test_eval_outputs_match_the_reference(scale: str) -> None:
     """Load the reference's weights (same keys, strict) and compare decoded and raw outputs."""
     reference = _reference_model(f"yolo11{scale}.yaml")
-    _perturb_batchnorm(reference)
     ours = cached_model(f"yolo11{scale}.yaml")
+    # The head's bias initialisation matches, compared before any weight is copied across.
+    _assert_head_biases_match(ours, reference)
+    _perturb_batchnorm(reference)
     ours.load_state_dict(reference.state_dict(), strict=True)
     reference.eval()
     ours.eval()
@@ -48,8 +52,60 @@ def test_eval_outputs_match_the_reference(scale: str) -> None:
     assert (our_decoded - ref_decoded).abs().max().item() < 1e-4
     for ref_map, our_map in zip(ref_maps, our_maps, strict=True):
         assert (our_map - ref_map).abs().max().item() < 1e-4
-    # The head's bias initialisation matches too (reference built without perturbation there).
     assert torch.equal(ours.stride, reference.stride)
+
+
+def _head_biases(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The biases of the head's last box (``cv2``) and class (``cv3``) convolutions, by state-dict key."""
+    return {
+        key: value
+        for key, value in model.state_dict().items()
+        if re.fullmatch(r"model\.\d+\.cv[23]\.\d+\.2\.bias", key)
+    }
+
+
+def _assert_head_biases_match(ours: torch.nn.Module, reference: torch.nn.Module) -> None:
+    """Same keys, three levels each for box and class, equal values (box 1.0, class log(5 / nc / cells))."""
+    our_biases, reference_biases = _head_biases(ours), _head_biases(reference)
+    assert len(our_biases) == 6 and our_biases.keys() == reference_biases.keys()
+    for key, value in our_biases.items():
+        torch.testing.assert_close(value, reference_biases[key], rtol=0, atol=1e-6, msg=key)
+
+
+@pytest.mark.reference
+def test_head_bias_comparison_fails_on_a_wrong_initialisation() -> None:
+    """The comparison above catches a head whose class biases are initialised differently."""
+    reference = _reference_model("yolo11n.yaml")
+    ours = cached_model("yolo11n.yaml")
+    with torch.no_grad():
+        ours.head.cv3[1][-1].bias.add_(0.5)  # e.g. a wrong stride or image size in the prior
+    with pytest.raises(AssertionError, match="cv3.1.2.bias"):
+        _assert_head_biases_match(ours, reference)
+
+
+def _check_independent_copies(factory: Callable[[str], torch.nn.Module]) -> None:
+    first = factory("yolo11n.yaml")
+    first.eval()
+    with torch.no_grad():
+        first.head.cv2[0][-1].bias.add_(1.0)
+    second = factory("yolo11n.yaml")
+    assert second.training and second is not first
+    assert torch.all(second.head.cv2[0][-1].bias == 1.0)
+
+
+def test_cached_model_hands_out_independent_copies() -> None:
+    _check_independent_copies(cached_model)
+
+
+def test_a_shared_cached_model_would_leak_state() -> None:
+    """The copy check fails when the cache hands out its one shared instance (as it once did)."""
+    import functools
+
+    from yolo11_lightning.nn.builder import build_model
+
+    shared = functools.lru_cache(maxsize=None)(build_model)
+    with pytest.raises(AssertionError):
+        _check_independent_copies(shared)
 
 
 def test_train_mode_returns_raw_maps_per_stride() -> None:

@@ -109,8 +109,17 @@ def test_duplicate_names_are_refused_and_contracts_checked() -> None:
 
 
 def test_repeats_stack_blocks_that_do_not_take_a_count() -> None:
+    """A stack of copies of a block without a repeat count: each copy maps c_out -> c_out, and it runs."""
     spec = registered_blocks()["Conv"]
-    module, args, out_channels = build_layer(spec, [32, 3], [16], 3, CONTEXT)
+    module, args, out_channels = build_layer(spec, [32, 3], [32], 3, CONTEXT)
     assert isinstance(module, nn.Sequential) and len(module) == 3
-    # Each copy is Conv(c_in, c_out, ...): only the first sees c_in; the reference stacks the same way.
-    assert args == [16, 32, 3] and out_channels == 32
+    assert args == [32, 32, 3] and out_channels == 32
+    assert module(torch.randn(1, 32, 8, 8)).shape == (1, 32, 8, 8)
+
+
+@pytest.mark.xfail(strict=True, reason="the builder's check of impossible stacks lands with issue 12")
+def test_an_impossible_stack_fails_at_build_time() -> None:
+    """Conv(16 -> 32) repeated 3 times cannot run (the second copy would get 32 channels, not 16)."""
+    spec = registered_blocks()["Conv"]
+    with pytest.raises(ValueError, match="Conv"):
+        build_layer(spec, [32, 3], [16], 3, CONTEXT)

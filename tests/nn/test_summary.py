@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from model_cache import cached_model
 from yolo11_lightning.nn.summary import model_summary, summary_totals
@@ -27,7 +28,24 @@ def test_gflops_scale_with_the_image_area() -> None:
 
 
 def test_layer_table_and_totals_line() -> None:
-    model = cached_model("yolo11n.yaml")
+    _check_layer_table_and_totals(cached_model("yolo11n.yaml"))
+
+
+def test_layer_count_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting every module instead of the leaves (319 when the docstring said so) fails the check."""
+    import yolo11_lightning.nn.summary as summary
+
+    real = summary.summary_totals
+
+    def counting_containers(model: torch.nn.Module, imgsz: int = 640) -> dict[str, float]:
+        return {**real(model, imgsz), "layers": sum(1 for _ in model.modules())}
+
+    monkeypatch.setattr(summary, "summary_totals", counting_containers)
+    with pytest.raises(AssertionError, match="257"):
+        _check_layer_table_and_totals(cached_model("yolo11n.yaml"))
+
+
+def _check_layer_table_and_totals(model: torch.nn.Module) -> None:
     text = model_summary(model)
     lines = text.splitlines()
     assert lines[0].split() == ["from", "n", "params", "module", "arguments"]
@@ -41,5 +59,6 @@ def test_layer_table_and_totals_line() -> None:
         r"YOLO11n summary: ([\d,]+) layers, ([\d,]+) parameters, ([\d,]+) gradients, ([\d.]+) GFLOPs", lines[-1]
     )
     assert totals is not None, lines[-1]
+    assert totals[1] == "257"  # leaf modules (the reference's own count of its modules differs)
     assert totals[2] == "2,624,080" and totals[3] == "2,624,064"  # the frozen DFL conv has 16 weights
     assert float(totals[4]) == pytest.approx(6.6, abs=0.2)

@@ -122,21 +122,88 @@ def test_test_subcommand_evaluates_the_test_split(fitted: dict, tmp_path: Path) 
         assert float(metrics[f"test/{stage_key}"]) == pytest.approx(float(logged[f"val/{stage_key}"]), rel=1e-5, abs=1e-7)
 
 
-def test_predict_writes_boxes_in_original_pixels(fitted: dict) -> None:
+class _OneKnownBox(torch.nn.Module):
+    """Stands in for the trained network in predict: one box per image, at a known place of the input.
+
+    The box (40 x 30 input pixels, class 2, score 0.9) sits just off the centre of the network
+    input, inside the letterboxed image, so its mapping back to original pixels is not clipped.
+    """
+
+    @staticmethod
+    def input_box(height: int, width: int) -> torch.Tensor:
+        """The box in input pixels, ``xyxy``."""
+        cx, cy = width / 2 + 10, height / 2 - 5
+        return torch.tensor([cx - 20, cy - 15, cx + 20, cy + 15])
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        height, width = images.shape[2:]
+        x1, y1, x2, y2 = self.input_box(height, width).tolist()
+        decoded = torch.zeros(images.shape[0], 4 + 4, 1)
+        decoded[:, :4, 0] = torch.tensor([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
+        decoded[:, 4 + 2, 0] = 0.9
+        return decoded, []
+
+
+def _predict(fitted: dict, monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict], dict[int, tuple[int, int]]]:
+    """Predict with the known-box network; the records and each image's network-input ``(height, width)``."""
+    from yolo11_lightning.training.module import YOLOModule
+
+    network = _OneKnownBox()
+    input_shapes: dict[int, tuple[int, int]] = {}
+    real_step = YOLOModule.predict_step
+
+    def recording_step(self: YOLOModule, batch, batch_idx: int, dataloader_idx: int = 0):  # type: ignore[no-untyped-def]
+        for image_id in batch.image_ids.tolist():
+            input_shapes[image_id] = tuple(batch.images.shape[2:])
+        return real_step(self, batch, batch_idx, dataloader_idx)
+
+    monkeypatch.setattr(YOLOModule, "eval_model", property(lambda self: network))
+    monkeypatch.setattr(YOLOModule, "predict_step", recording_step)
     last_path = fitted["log_dir"] / "checkpoints" / "last.ckpt"
     cli = _run(["predict", *_common(fitted["root"]), "--ckpt_path", str(last_path), "--model.predict_conf", "0.0001"])
     path = Path(cli.trainer.log_dir) / "predictions.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    assert len(records) == 17 and len({r["image_id"] for r in records}) == 17
-    beyond_input = False
+    return [json.loads(line) for line in path.read_text().splitlines()], input_shapes
+
+
+def _check_predictions_in_original_pixels(records: list[dict], input_shapes: dict[int, tuple[int, int]]) -> None:
+    """Each written box is the known input box mapped back with a gain and pad computed here.
+
+    The letterbox of each image is re-derived from its original and input sizes (the long side
+    resized to ``imgsz``, the rest of the rectangular batch shape padded evenly on both sides),
+    independently of the ``ratio_pad`` the data carries; the tolerance (3 original pixels, about
+    1 input pixel) covers the resize's rounding.
+    """
+    assert len(records) == 17 and sorted(r["image_id"] for r in records) == list(range(17))
+    padded = 0
     for record in records:
-        width, height = Image.open(record["path"]).size
-        boxes = torch.tensor(record["boxes"]).reshape(-1, 4)
-        assert len(boxes) == len(record["scores"]) == len(record["class_ids"]) > 0
-        assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= width).all() and (boxes[:, [1, 3]] <= height).all()
-        assert (boxes[:, 2:] >= boxes[:, :2]).all()
-        beyond_input |= bool((boxes > IMGSZ + 1).any())  # original images are 300-500 px, the input 160
-    assert beyond_input
+        width, height = Image.open(record["path"]).size  # original pixels, 300-500 px
+        input_h, input_w = input_shapes[record["image_id"]]
+        gain = IMGSZ / max(height, width)  # long side to imgsz; the input (rect batch) can be larger
+        pad = torch.tensor([(input_w - width * gain) / 2, (input_h - height * gain) / 2])
+        padded += bool((pad > 4).any())
+        expected = (_OneKnownBox.input_box(input_h, input_w) - pad.repeat(2)) / gain
+        assert record["class_ids"] == [2] and record["scores"] == [0.9]
+        torch.testing.assert_close(torch.tensor(record["boxes"][0]), expected, rtol=0, atol=3.0)
+    assert padded >= 10  # most of the validation images are letterboxed with a visible pad
+
+
+def test_predict_writes_boxes_in_original_pixels(fitted: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    _check_predictions_in_original_pixels(*_predict(fitted, monkeypatch))
+
+
+def test_predict_with_a_wrong_letterbox_mapping_is_caught(fitted: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check above fails when predict maps boxes back without the letterbox padding."""
+    import yolo11_lightning.inference.postprocess as postprocess
+
+    real = postprocess.scale_boxes_to_original
+    monkeypatch.setattr(
+        postprocess,
+        "scale_boxes_to_original",
+        lambda boxes, ratio_pad, shape: real(boxes, ratio_pad * torch.tensor([1.0, 1.0, 0.0, 0.0]), shape),
+    )
+    records, input_shapes = _predict(fitted, monkeypatch)
+    with pytest.raises(AssertionError):
+        _check_predictions_in_original_pixels(records, input_shapes)
 
 
 def test_checkpoint_of_another_model_fails_clearly(fitted: dict) -> None:

@@ -155,3 +155,40 @@ def test_adamw_keeps_its_betas_through_warmup() -> None:
     apply_settings(optimizer, settings)
     assert all(g["betas"] == (0.9, 0.999) for g in optimizer.param_groups)
     assert [g["lr"] for g in optimizer.param_groups] == list(settings.lrs)
+
+
+def test_auto_optimizer_follows_the_reference_rule() -> None:
+    from yolo11_lightning.training.optim import OptimizerChoice, auto_optimizer, training_iterations
+
+    # shapes4 (64 images), batch 16, 100 epochs: ceil(64 / 64) * 100 = 100 iterations -> AdamW, lr fitted to nc.
+    short = training_iterations(64, 16, 100)
+    assert short == 100
+    assert auto_optimizer(short, 4) == OptimizerChoice("AdamW", 0.00125, 0.9, 0.0)
+    assert auto_optimizer(short, 80).lr0 == round(0.002 * 5 / 84, 6) == 0.000119
+    # COCO-sized (118,287 images), batch 16, 100 epochs: 1,849 x 100 iterations -> SGD 0.01.
+    long = training_iterations(118_287, 16, 100)
+    assert long == 184_900
+    assert auto_optimizer(long, 80) == OptimizerChoice("SGD", 0.01, 0.9, 0.0)
+    # The boundary: more than 10,000 iterations.
+    assert auto_optimizer(10_000, 4).name == "AdamW" and auto_optimizer(10_001, 4).name == "SGD"
+    assert training_iterations(1000, 128, 10) == 80  # batches larger than the nominal 64 count as they are
+
+
+def test_module_resolves_auto_from_the_training_set() -> None:
+    from types import SimpleNamespace
+
+    from yolo11_lightning.training.module import YOLOModule
+
+    module = YOLOModule("yolo11n.yaml", num_classes=4, batch_size=16, optimizer="auto", lr0=0.5, momentum=0.5)
+
+    def resolved(num_images: int, epochs: int) -> tuple[str, float, float]:
+        datamodule = SimpleNamespace(datasets={"train": [None] * num_images})
+        trainer = SimpleNamespace(datamodule=datamodule, max_epochs=epochs, world_size=1)
+        object.__setattr__(module, "_trainer", trainer)
+        choice = module.optimizer_choice()
+        return choice.name, choice.lr0, choice.warmup_bias_lr
+
+    assert resolved(64, 100) == ("AdamW", 0.00125, 0.0)
+    assert resolved(64_000, 100) == ("SGD", 0.01, 0.0)
+    explicit = YOLOModule("yolo11n.yaml", num_classes=4, batch_size=16, optimizer="SGD", lr0=0.02)
+    assert explicit.optimizer_choice().lr0 == 0.02

@@ -46,7 +46,12 @@ class CrashAt(Callback):
 
 
 def _fit(
-    root: Path, workers: int, ckpt_path: Path | None = None, crash: CrashAt | None = None, step_checkpoints: bool = False
+    root: Path,
+    workers: int,
+    ckpt_path: Path | None = None,
+    crash: CrashAt | None = None,
+    step_checkpoints: bool = False,
+    multi_scale: bool = False,
 ) -> tuple[YOLOModule, Trainer]:
     """Build everything fresh and fit (optionally from a checkpoint, optionally crashing)."""
     if ckpt_path is None:
@@ -62,6 +67,7 @@ def _fit(
         warmup_epochs=1.0,
         min_warmup_iterations=2,
         print_class_table=False,
+        multi_scale=multi_scale,
     )
     callbacks: list[Callback] = [
         ExactResume(num_threads=1),
@@ -153,6 +159,19 @@ def test_resume_is_bitwise_exact(
     assert trainer.current_epoch == EPOCHS
     _assert_bitwise_equal(uninterrupted, _state(module, trainer))
     assert not [p for p in run.iterdir() if is_temp_file(p)]
+
+
+@pytest.mark.slow
+def test_resume_with_multi_scale_is_bitwise_exact(tmp_path: Path) -> None:
+    """Multi-scale sizes depend on (seed, epoch, batch) only: a run resumed mid-epoch matches bitwise."""
+    torch.set_num_threads(1)
+    expected = _state(*_fit(tmp_path / "straight" / "run", 0, multi_scale=True))
+    run = tmp_path / "crashed" / "run"
+    with pytest.raises(SimulatedCrash):
+        _fit(run, 0, crash=CrashAt(1, 2), step_checkpoints=True, multi_scale=True)
+    torch.manual_seed(12345)
+    module, trainer = _fit(run, 0, ckpt_path=run / "step.ckpt", step_checkpoints=True, multi_scale=True)
+    _assert_bitwise_equal(expected, _state(module, trainer))
 
 
 class NoisyAccumulatingModule(LightningModule):

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from yolo11_lightning.training.errors import UserError
+
 IMAGE_SUFFIXES = frozenset({".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"})
 SPLITS = ("train", "val", "test")
 
@@ -51,7 +53,7 @@ def _parse_names(raw: dict[str, Any], yaml_path: Path) -> dict[int, str]:
     nc = raw.get("nc")
     if names is None:
         if nc is None:
-            raise ValueError(f"{yaml_path}: needs 'names' (list or {{id: name}} map) or 'nc'")
+            raise UserError(f"{yaml_path}: needs 'names' (list or {{id: name}} map) or 'nc'")
         names = [str(i) for i in range(int(nc))]
     if isinstance(names, (list, tuple)):
         parsed = {i: str(name) for i, name in enumerate(names)}
@@ -59,16 +61,16 @@ def _parse_names(raw: dict[str, Any], yaml_path: Path) -> dict[int, str]:
         try:
             parsed = {int(key): str(value) for key, value in names.items()}
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{yaml_path}: 'names' keys must be integer class ids, got {list(names)}") from error
+            raise UserError(f"{yaml_path}: 'names' keys must be integer class ids, got {list(names)}") from error
         if sorted(parsed) != list(range(len(parsed))):
-            raise ValueError(f"{yaml_path}: 'names' ids must be 0..{len(parsed) - 1} without gaps, got {sorted(parsed)}")
+            raise UserError(f"{yaml_path}: 'names' ids must be 0..{len(parsed) - 1} without gaps, got {sorted(parsed)}")
         parsed = dict(sorted(parsed.items()))
     else:
-        raise ValueError(f"{yaml_path}: 'names' must be a list or a {{id: name}} map, got {type(names).__name__}")
+        raise UserError(f"{yaml_path}: 'names' must be a list or a {{id: name}} map, got {type(names).__name__}")
     if not parsed:
-        raise ValueError(f"{yaml_path}: 'names' is empty")
+        raise UserError(f"{yaml_path}: 'names' is empty")
     if nc is not None and int(nc) != len(parsed):
-        raise ValueError(f"{yaml_path}: nc={nc} but {len(parsed)} names are given")
+        raise UserError(f"{yaml_path}: nc={nc} but {len(parsed)} names are given")
     return parsed
 
 
@@ -106,14 +108,20 @@ def load_data_config(yaml_path: str | os.PathLike[str]) -> DataConfig:
 
     Raises:
         FileNotFoundError: If the yaml file does not exist.
-        ValueError: If names/nc are inconsistent or no split is given.
+        UserError: (a ValueError) If the file is not valid YAML, names/nc are inconsistent or no split
+            is given.
     """
     yaml_path = Path(yaml_path)
     if not yaml_path.is_file():
         raise FileNotFoundError(f"data.yaml not found: {yaml_path}")
-    raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+    try:
+        raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{yaml_path}: not valid YAML{where}: {getattr(error, 'problem', None) or error}") from error
     if not isinstance(raw, dict):
-        raise ValueError(f"{yaml_path}: expected a mapping, got {type(raw).__name__}")
+        raise UserError(f"{yaml_path}: expected a mapping, got {type(raw).__name__}")
     names = _parse_names(raw, yaml_path)
     root = _resolve_root(raw, yaml_path)
     splits: dict[str, list[Path]] = {}
@@ -124,7 +132,7 @@ def load_data_config(yaml_path: str | os.PathLike[str]) -> DataConfig:
         entries = entries if isinstance(entries, (list, tuple)) else [entries]
         splits[split] = [_resolve_source(str(entry), root) for entry in entries]
     if "train" not in splits and "val" not in splits:
-        raise ValueError(f"{yaml_path}: needs at least a 'train' or 'val' entry")
+        raise UserError(f"{yaml_path}: needs at least a 'train' or 'val' entry")
     return DataConfig(yaml_path=yaml_path.resolve(), root=root, splits=splits, names=names)
 
 

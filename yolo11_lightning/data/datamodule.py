@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import cv2
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -14,10 +17,22 @@ from torch.utils.data import DataLoader
 from yolo11_lightning.data.augment import AugmentConfig
 from yolo11_lightning.data.config import list_image_files, load_data_config
 from yolo11_lightning.data.dataset import YOLODataset, collate
-from yolo11_lightning.data.samplers import TrainingSampler, ValidationSampler
+from yolo11_lightning.data.samplers import RectTrainingSampler, TrainingSampler, ValidationSampler
 from yolo11_lightning.data.scan import ScanSummary, scan_split
+from yolo11_lightning.training.errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+def fraction_subset(files: list[Path], fraction: float, seed: int) -> list[Path]:
+    """A fixed subset of ``round(fraction * len(files))`` files (at least one), drawn from ``seed`` alone.
+
+    The subset depends only on the sorted file list, ``fraction`` and ``seed``: the same in every
+    epoch, on every process and in a resumed run. The files keep their sorted order.
+    """
+    count = max(1, round(fraction * len(files)))
+    chosen = np.random.default_rng([seed, 0xF4AC]).choice(len(files), size=count, replace=False)
+    return [files[i] for i in np.sort(chosen)]
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -56,7 +71,8 @@ class YOLODataModule(pl.LightningDataModule):
             lists or lists of either; Roboflow ``../train/images`` entries; ``names`` list or map).
         imgsz: Network input size in pixels (square training canvas; long side for evaluation).
         batch_size: Training images per batch and process (also the window of the epoch order
-            that each sample's mosaic partners come from).
+            that each sample's mosaic partners come from); -1: the largest batch that fits 60% of
+            the GPU memory, found by trial before training (CUDA only).
         workers: DataLoader worker processes per loader (0 loads in the main process).
         val_batch_size: Evaluation batch size; defaults to ``2 * batch_size``.
         rect: Rectangular evaluation batches grouped by aspect ratio (0.5-stride pad); otherwise
@@ -65,6 +81,12 @@ class YOLODataModule(pl.LightningDataModule):
         close_mosaic: Turn mosaic off for the last N epochs of ``trainer.max_epochs`` (0: never).
         cache_images: Keep all images (resized to ``imgsz``) in RAM; about ``imgsz**2 * 3 * 0.6``
             bytes per image.
+        rect_train: Rectangular training batches: images grouped by aspect ratio, each batch
+            letterboxed to the smallest stride-multiple shape holding it; the order is not
+            shuffled and mosaic is off (both said in the log). One process only.
+        disk_cache: Keep the decoded images (resized to ``imgsz``) as ``.npy`` files in a
+            ``.yolo11-lightning-cache`` folder beside the images, reused by later runs and
+            invalidated when an image changes (size or modification time).
         pin_memory: Page-locked batches for faster host-to-GPU copies.
         persistent_workers: Keep worker processes alive between epochs.
         scan_cache: Read/write the verification cache beside the labels.
@@ -82,6 +104,11 @@ class YOLODataModule(pl.LightningDataModule):
         flipud: Probability of a vertical flip.
         albumentations_p: Probability of each albumentations extra (Blur, MedianBlur, ToGray, CLAHE).
         predict_split: Split of ``data.yaml`` that ``predict`` runs on.
+        single_cls: Train and evaluate one class: every label's class becomes 0 and the class
+            names become ``{0: "item"}`` (the model is built with one class).
+        fraction: Train on this fraction of the training images: a fixed subset of
+            ``round(fraction * N)`` images drawn once from ``seed`` (the same every epoch and on every
+            process; the reference takes the first files instead). Evaluation splits stay whole.
     """
 
     def __init__(
@@ -112,16 +139,25 @@ class YOLODataModule(pl.LightningDataModule):
         flipud: float = 0.0,
         albumentations_p: float = 0.01,
         predict_split: str = "val",
+        single_cls: bool = False,
+        fraction: float = 1.0,
+        disk_cache: bool = False,
+        rect_train: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if imgsz % stride:
-            raise ValueError(f"imgsz={imgsz} must be a multiple of stride={stride}")
+            raise UserError(f"imgsz={imgsz} must be a multiple of stride={stride}")
+        if not 0.0 < fraction <= 1.0:
+            raise UserError(f"fraction={fraction} must be in (0, 1]")
         self.config = load_data_config(data)
-        self.names: dict[int, str] = dict(self.config.names)
-        self.num_classes: int = self.config.num_classes
+        self.names: dict[int, str] = {0: "item"} if single_cls else dict(self.config.names)
+        self.num_classes: int = len(self.names)
+        if batch_size < 1 and batch_size != -1:
+            raise UserError(f"batch_size={batch_size}: give a positive batch size, or -1 for the auto batch size")
         self.imgsz = imgsz
         self.batch_size = batch_size
+        self._val_batch_size = val_batch_size
         self.val_batch_size = val_batch_size or 2 * batch_size
         self.workers = workers
         self.predict_split = predict_split
@@ -133,16 +169,25 @@ class YOLODataModule(pl.LightningDataModule):
         self.summaries: dict[str, ScanSummary] = {}
         self._mosaic_override: bool | None = None
 
+    def set_batch_size(self, batch_size: int) -> None:
+        """Set the training batch size (the auto batch size); evaluation follows unless it was given."""
+        self.batch_size = batch_size
+        self.val_batch_size = self._val_batch_size or 2 * batch_size
+
     # ----------------------------------------------------------------------------------------- setup
     def _dataset(self, split: str) -> YOLODataset:
         if split not in self.datasets:
             if split not in self.config.splits:
-                raise ValueError(f"{self.config.yaml_path}: no '{split}' split")
+                raise UserError(f"{self.config.yaml_path}: no '{split}' split")
             sources = self.config.splits[split]
             files = list_image_files(sources)
+            if split == "train" and self.hparams.fraction < 1.0:
+                files = fraction_subset(files, self.hparams.fraction, self.hparams.seed)
             records, summary = scan_split(
-                files, self.num_classes, split, ", ".join(map(str, sources)), use_cache=self.hparams.scan_cache
+                files, self.config.num_classes, split, ", ".join(map(str, sources)), use_cache=self.hparams.scan_cache
             )
+            if self.hparams.single_cls:
+                records = [replace(r, classes=np.zeros_like(r.classes)) for r in records]
             self.summaries[split] = summary
             if not (summary.fixed or summary.corrupt):  # otherwise scan_split already warned with this line
                 rank_zero_info(summary.line(split))
@@ -152,6 +197,7 @@ class YOLODataModule(pl.LightningDataModule):
                 augment=self.augment if split == "train" else None,
                 seed=self.hparams.seed,
                 cache_images=self.hparams.cache_images,
+                disk_cache=self.hparams.disk_cache,
             )
         return self.datasets[split]
 
@@ -169,6 +215,8 @@ class YOLODataModule(pl.LightningDataModule):
     def mosaic_enabled(self, epoch: int) -> bool:
         """Whether mosaic is on in ``epoch``: the ``set_mosaic`` override if any, else on until the
         last ``close_mosaic`` epochs of ``trainer.max_epochs`` (always on without a trainer)."""
+        if self.hparams.rect_train:
+            return False
         if self._mosaic_override is not None:
             return self._mosaic_override
         max_epochs = getattr(self.trainer, "max_epochs", None)
@@ -217,6 +265,8 @@ class YOLODataModule(pl.LightningDataModule):
         """Shuffled (seeded), sharded across processes, mosaic switched by ``mosaic_enabled``."""
         dataset = self._dataset("train")
         num_replicas, rank = self._replicas()
+        if self.hparams.rect_train:
+            return self._rect_train_loader(dataset, num_replicas)
         sampler = TrainingSampler(
             len(dataset),
             seed=self.hparams.seed,
@@ -231,6 +281,17 @@ class YOLODataModule(pl.LightningDataModule):
             # replay epoch 0's order) and replays an epoch's first batches on a mid-epoch resume:
             # start exactly where the loop continues.
             epoch, batches_done = _train_position(trainer)
+            sampler.set_epoch(epoch)
+            sampler.set_start(batches_done * self.batch_size)
+        return self._loader(dataset, sampler, self.batch_size)
+
+    def _rect_train_loader(self, dataset: YOLODataset, num_replicas: int) -> DataLoader:
+        if num_replicas > 1:
+            raise UserError("--data.rect_train runs on one process only: drop it or train on one device")
+        rank_zero_info("rect training: batches grouped by aspect ratio, not shuffled, mosaic off")
+        sampler = RectTrainingSampler(dataset.image_shapes, self.imgsz, self.batch_size, stride=self.hparams.stride)
+        if self.trainer is not None:
+            epoch, batches_done = _train_position(self.trainer)
             sampler.set_epoch(epoch)
             sampler.set_start(batches_done * self.batch_size)
         return self._loader(dataset, sampler, self.batch_size)

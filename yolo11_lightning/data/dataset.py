@@ -8,8 +8,11 @@ the mapping back to original pixels.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +40,10 @@ from yolo11_lightning.inference.preprocess import (
 )
 
 
+DISK_CACHE_DIR = ".yolo11-lightning-cache"
+"""Folder (beside the images) of the decoded-image disk cache."""
+
+
 def _to_input(boxes: np.ndarray, gain: tuple[float, float], pad: tuple[float, float]) -> np.ndarray:
     """Pixel ``xyxy`` boxes mapped as their image was letterboxed: ``input = box * gain + pad`` per axis."""
     return boxes * np.array(gain * 2, np.float32) + np.array(pad * 2, np.float32)
@@ -53,6 +60,10 @@ class YOLODataset(Dataset):
         cache_images: Keep every image, resized to ``imgsz`` on its long side, in RAM (loaded once,
             shared with forked workers copy-on-write).
         buffer_size: Per-process LRU buffer of recently decoded images (mosaic reuses them); 0 disables.
+        disk_cache: Keep each decoded image (resized to ``imgsz``) as an ``.npy`` file in a
+            ``.yolo11-lightning-cache`` folder beside it, reused by later runs; the file name carries
+            a hash of the image's path, size and modification time and of ``imgsz``, so an edited
+            image is decoded again (its stale file is removed).
     """
 
     def __init__(
@@ -63,8 +74,10 @@ class YOLODataset(Dataset):
         seed: int = 0,
         cache_images: bool = False,
         buffer_size: int = 64,
+        disk_cache: bool = False,
     ) -> None:
         self.records = records
+        self.disk_cache = disk_cache
         self.imgsz = imgsz
         self.augment = augment
         self.seed = seed
@@ -85,7 +98,34 @@ class YOLODataset(Dataset):
         return np.array([(r.height, r.width) for r in self.records], dtype=np.int64).reshape(-1, 2)
 
     def _decode(self, index: int) -> np.ndarray:
+        if self.disk_cache:
+            return self._decode_through_disk_cache(index)
         return resize_long_side(read_image(str(self.records[index].path)), self.imgsz)
+
+    def disk_cache_path(self, index: int) -> Path:
+        """Where image ``index``'s decoded pixels are cached (see ``disk_cache``)."""
+        path = Path(self.records[index].path)
+        stat = path.stat()
+        key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.imgsz}".encode()).hexdigest()
+        return path.parent / DISK_CACHE_DIR / f"{path.stem}-{key[:16]}.npy"
+
+    def _decode_through_disk_cache(self, index: int) -> np.ndarray:
+        cache_path = self.disk_cache_path(index)
+        if cache_path.is_file():
+            try:
+                return np.load(cache_path, allow_pickle=False)
+            except (OSError, ValueError):  # a truncated file: decode again and rewrite it
+                pass
+        image = resize_long_side(read_image(str(self.records[index].path)), self.imgsz)
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in cache_path.parent.glob(f"{Path(self.records[index].path).stem}-*.npy"):
+            if stale != cache_path and len(stale.stem) == len(cache_path.stem):
+                stale.unlink(missing_ok=True)
+        temporary = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
+        with temporary.open("wb") as handle:
+            np.save(handle, image, allow_pickle=False)
+        os.replace(temporary, cache_path)
+        return image
 
     def load_image(self, index: int) -> np.ndarray:
         """The image resized to ``imgsz`` on its long side (BGR uint8), from RAM, buffer or disk."""
@@ -120,11 +160,14 @@ class YOLODataset(Dataset):
             partners = request.partners or tuple(rng.integers(0, len(self.records), 3).tolist())
             tiles = [self._tile(i) for i in (request.index, *partners)]
             image, classes, boxes = mosaic4(tiles, size, rng)
+            output_size = (size, size)
         else:
+            height, width = request.shape or (size, size)  # a rectangular-training batch shape, or square
             image, classes, boxes = self._tile(request.index)
-            image, gain, pad = letterbox(image, (size, size))
+            image, gain, pad = letterbox(image, (height, width))
             boxes = _to_input(boxes, gain, pad)
-        image, classes, boxes = random_affine(image, classes, boxes, (size, size), config, rng)
+            output_size = (width, height)
+        image, classes, boxes = random_affine(image, classes, boxes, output_size, config, rng)
         image = self.extras(image, rng)
         image = hsv_jitter(image, (config.hsv_h, config.hsv_s, config.hsv_v), rng)
         if rng.random() < config.flipud:

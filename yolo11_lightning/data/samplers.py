@@ -182,3 +182,32 @@ class ValidationSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class RectTrainingSampler(ValidationSampler):
+    """Training with rectangular batches: images grouped by aspect ratio, one letterbox shape per batch.
+
+    As the reference's ``rect`` training: the order is fixed (sorted by aspect ratio, not shuffled),
+    each batch is letterboxed to the smallest stride-multiple shape holding its images (no extra pad)
+    and mosaic is off. The epoch travels with each request, so the per-sample augmentation still
+    changes every epoch. One process only (the batches are not padded to equal counts per rank).
+
+    Args:
+        image_shapes: ``(n, 2)`` original ``(height, width)`` of each image.
+        imgsz: Long side of the network input.
+        batch_size: Batch size of the DataLoader that consumes this sampler.
+        stride: Largest network stride; shapes are multiples of it.
+    """
+
+    def __init__(self, image_shapes: np.ndarray, imgsz: int, batch_size: int, stride: int = 32) -> None:
+        super().__init__(image_shapes, imgsz, batch_size, stride=stride, rect=True, pad=0.0)
+        self.start = 0
+
+    def set_start(self, num_samples: int) -> None:
+        """Skip the first ``num_samples`` samples in the next iteration only (mid-epoch resume)."""
+        self.start = num_samples
+
+    def __iter__(self) -> Iterator[SampleRequest]:  # type: ignore[override]
+        start, self.start = self.start, 0
+        for index, shape in list(zip(self.indices, self.shapes))[start:]:
+            yield SampleRequest(int(index), self.epoch, False, shape)

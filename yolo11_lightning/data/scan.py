@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from yolo11_lightning.data.config import label_path_for
+from yolo11_lightning.training.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def _parse_labels(label_path: Path, num_classes: int) -> tuple[np.ndarray, np.nd
             continue
         class_value = values[0]
         if not math.isfinite(class_value) or class_value != int(class_value) or not 0 <= class_value < num_classes:
-            raise ValueError(
+            raise UserError(
                 f"{label_path}:{line_number}: class id {fields[0]} is not in 0..{num_classes - 1} "
                 f"(the data.yaml declares {num_classes} classes)"
             )
@@ -278,7 +279,7 @@ def scan_split(
         ValueError: If a label has a class id >= ``num_classes``, or the split has no usable image.
     """
     if not image_files:
-        raise ValueError(f"{split}: no images found in {source}")
+        raise UserError(f"{split}: no images found in {source}")
     digest = files_hash(image_files, num_classes)
     cache_file = cache_path_for(image_files, split)
     cached = _load_cache(cache_file, digest) if use_cache else None
@@ -305,6 +306,6 @@ def scan_split(
         if use_cache and records:
             _save_cache(cache_file, digest, records, summary)
     if not records:
-        raise ValueError(f"{split}: no usable images in {source} ({summary.corrupt} unreadable)")
+        raise UserError(f"{split}: no usable images in {source} ({summary.corrupt} unreadable)")
     (log.warning if summary.fixed or summary.corrupt else log.info)(summary.line(split))
     return records, summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
+from yolo11_lightning.training.errors import UserError
 
 # Config keys that define the architecture (the file name and the unused scales do not).
 _ARCHITECTURE_KEYS = ("backbone", "head", "nc", "scale", "channels", "imports", "reg_max")
@@ -52,7 +53,7 @@ def check_architecture(checkpoint: dict[str, Any], model: nn.Module) -> None:
         model: the model the checkpoint is about to be loaded into.
 
     Raises:
-        ValueError: if layer rows, scale or class count differ.
+        UserError: (a ValueError) if layer rows, scale or class count differ.
     """
     saved = checkpoint.get("model_config")
     if saved is None:
@@ -70,7 +71,7 @@ def check_architecture(checkpoint: dict[str, Any], model: nn.Module) -> None:
             f"model config {saved.get('config_name')!r} (scale {saved.get('scale')!r}) in the checkpoint, "
             f"{current.get('config_name')!r} (scale {current.get('scale')!r}) in the model"
         )
-    raise ValueError(
+    raise UserError(
         "checkpoint does not match the model: " + "; ".join(details) + f" (differing: {', '.join(different)}). "
         "Build the same model as the checkpoint, e.g. --model.model "
         f"{saved.get('config_name')} with the data set it was trained on."

@@ -11,24 +11,55 @@ Defaults added to Lightning's:
     * a CSV logger under ``runs/``;
     * ``AtomicCheckpointIO``: checkpoints written atomically (temp file in the checkpoint's
       directory, fsync, rename); resuming from an unreadable file names the previous good one;
+    * ``early_stopping`` (``EarlyStopping``): stop after ``--early_stopping.patience`` (100, as the
+      reference; 0: off) epochs without a better ``val/mAP50-95``, printing the stop and best epochs;
+    * ``time_budget`` (``TimeBudget``): ``--time_budget.hours 1.5`` re-plans the epochs (and so the
+      LR schedule and close_mosaic) from the measured epoch time, as the reference's ``time``;
     * ``resume`` (``ExactResume``): ``fit --ckpt_path last.ckpt`` continues bit for bit (per-batch
       RNG seeding, pending gradients; ``--resume.num_threads`` pins intra-op threads).
+
+Not offered: Lightning's automatic ``--optimizer``/``--lr_scheduler`` options. The recipe builds
+its own optimizer and writes its warmup and schedule into it every step, so those options would be
+silently overridden; they are refused with a message naming ``--model.optimizer`` and
+``--model.lr0``.
+
+Errors: :func:`main` reports known user mistakes (paths, YAML, labels, checkpoints, options; a
+misspelt option gets the close spelling) in at most 3 lines on stderr with exit code 2; set
+``YOLO11_LIGHTNING_DEBUG=1`` for the traceback (see :mod:`yolo11_lightning.training.errors`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from yolo11_lightning.data.datamodule import YOLODataModule
-from yolo11_lightning.training.module import YOLOModule
+from yolo11_lightning.exit_codes import ExitCode
+from yolo11_lightning.training.auto_batch import (
+    AUTO_BATCH,
+    DEFAULT_FRACTION,
+    cpu_auto_batch_error,
+    cuda_peak_memory_probe,
+    largest_fitting_batch,
+)
+from yolo11_lightning.training.cli_parser import YOLOArgumentParser
+from yolo11_lightning.training.early_stopping import EarlyStopping
+from yolo11_lightning.training.errors import register_exit_code, run_with_exit_code
+from yolo11_lightning.training.module import NonFiniteTrainingError, YOLOModule
 from yolo11_lightning.training.resume import ExactResume
+from yolo11_lightning.training.time_budget import TimeBudget
 
+register_exit_code(NonFiniteTrainingError, ExitCode.DIVERGED)
 
 class PredictionWriter(BasePredictionWriter):
     """Writes the detections of ``predict`` as JSON lines (one image per line).
@@ -105,6 +136,9 @@ class YOLOCLI(LightningCLI):
         trainer_defaults.update(kwargs.pop("trainer_defaults", {}))
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("parser_kwargs", {"default_env": False})
+        kwargs.setdefault("parser_class", YOLOArgumentParser)
+        # The recipe owns the optimizer and its schedule: no --optimizer/--lr_scheduler (see module docstring).
+        kwargs.setdefault("auto_configure_optimizers", False)
         super().__init__(
             YOLOModule,
             YOLODataModule,
@@ -148,10 +182,32 @@ class YOLOCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(ExactResume, "resume")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.add_lightning_class_args(TimeBudget, "time_budget")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size", apply_on="instantiate")
+
+    def after_instantiate_classes(self) -> None:
+        """Resolve ``--data.batch_size -1`` (auto batch size) before anything runs."""
+        super().after_instantiate_classes()
+        datamodule = self.datamodule
+        if getattr(datamodule, "batch_size", None) != AUTO_BATCH:
+            return
+        if not isinstance(self.trainer.accelerator, CUDAAccelerator):
+            raise cpu_auto_batch_error()
+        device = self.trainer.strategy.root_device
+        network = self.model.model.to(device).train()
+        probe = cuda_peak_memory_probe(network, self.model.loss_fn, datamodule.imgsz, device)
+        total = torch.cuda.get_device_properties(device).total_memory
+        batch = largest_fitting_batch(probe, total)
+        network.to("cpu")
+        torch.cuda.empty_cache()
+        datamodule.set_batch_size(batch)
+        self.model.hparams.batch_size = batch
+        if self.trainer.is_global_zero:
+            print(f"auto batch: {batch} images per batch fit {DEFAULT_FRACTION:.0%} of {total / 2**30:.1f} GiB")
 
     def after_fit(self) -> None:
         """Print the final validation figures and where the checkpoints are."""
@@ -174,13 +230,37 @@ class YOLOCLI(LightningCLI):
         )
 
 
-def main(args: Sequence[str] | None = None) -> YOLOCLI:
-    """Entry point of ``train.py``.
+def run_cli(args: Sequence[str] | None = None) -> YOLOCLI:
+    """Run a command and return the CLI object (its ``trainer`` and ``model`` after the run).
+
+    Exceptions propagate; :func:`main` turns them into messages and exit codes.
 
     Args:
         args: command-line arguments (``None``: ``sys.argv``).
-
-    Returns:
-        The CLI object (its ``trainer`` and ``model`` after the run).
     """
     return YOLOCLI(args=args)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point of ``train.py``, ``python -m yolo11_lightning`` and the ``yolo11-lightning`` command.
+
+    Args:
+        args: command-line arguments (``None``: ``sys.argv[1:]``).
+
+    Returns:
+        The process exit code (:class:`~yolo11_lightning.exit_codes.ExitCode`): 0 on success, 2 for a
+        user error (at most 3 lines on stderr), 3 when training diverged, 1 for a bug (traceback).
+    """
+    _info_to_stdout()
+    return run_with_exit_code(lambda: run_cli(None if args is None else list(args)))
+
+
+def _info_to_stdout() -> None:
+    """Send Lightning's information lines ("Seed set to 0", "GPU available: ...") to stdout.
+
+    stderr is left to warnings and errors, so a user error is the only thing there (at most 3 lines).
+    """
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stderr, sys.__stderr__):
+                handler.setStream(sys.stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 import torch
@@ -12,6 +13,7 @@ from yolo11_lightning.data.batch import Batch
 from yolo11_lightning.inference.postprocess import NMSSettings, detect
 from yolo11_lightning.inference.preprocess import to_float_input
 from yolo11_lightning.inference.results import Detections
+from yolo11_lightning.nn.model import DetectionModel
 from yolo11_lightning.training.checkpoint_state import (
     architecture_of,
     check_architecture,
@@ -19,14 +21,19 @@ from yolo11_lightning.training.checkpoint_state import (
 )
 from yolo11_lightning.training.compiled import CompiledNetwork
 from yolo11_lightning.training.ema import ModelEMA
+from yolo11_lightning.training.errors import UserError
 from yolo11_lightning.training.metrics import DetectionMetrics, DetectionResults
+from yolo11_lightning.training.multi_scale import multi_scale_size, resize_batch
 from yolo11_lightning.training.optim import (
+    OptimizerChoice,
     StepSettings,
     apply_settings,
+    auto_optimizer,
     build_optimizer,
     nominal_accumulate,
     scaled_weight_decay,
     settings_at,
+    training_iterations,
     warmup_iterations,
 )
 
@@ -53,7 +60,10 @@ class YOLOModule(LightningModule):
             preferred), a state dict or safetensors file); ``None`` trains from scratch.
         batch_size: images per batch and process, used for the nominal-batch accumulation and the
             weight-decay scaling; ``None`` reads ``trainer.datamodule.batch_size``.
-        optimizer: ``"SGD"`` (Nesterov, the recipe) or ``"AdamW"``.
+        optimizer: ``"SGD"`` (Nesterov, the recipe), ``"AdamW"``, or ``"auto"`` (the reference's
+            rule: SGD lr 0.01 momentum 0.9 for runs over 10,000 iterations, else AdamW with
+            ``lr0 = round(0.002 * 5 / (4 + nc), 6)`` and beta1 0.9; both without the warmup bias
+            boost; ``lr0``, ``momentum`` and ``warmup_bias_lr`` are then ignored).
         lr0: initial learning rate.
         lrf: final learning rate as a fraction of ``lr0``.
         schedule: LR decay over the epochs, ``"linear"`` or ``"cosine"``.
@@ -84,16 +94,18 @@ class YOLOModule(LightningModule):
             the graphs without generating code, a quick check).
         metric_backend: COCO evaluation backend of torchmetrics.
         print_class_table: print the per-class table after each validation/test (rank 0).
+        multi_scale: resize each training batch to a random stride multiple in [0.5, 1.5] x its
+            size (bilinear, the reference's multi-scale training; see ``training/multi_scale.py``).
     """
 
     def __init__(
         self,
-        model: str | nn.Module = "yolo11n.yaml",
+        model: str | DetectionModel = "yolo11n.yaml",
         num_classes: int | None = None,
         class_names: dict[int, str] | list[str] | None = None,
         weights: str | None = None,
         batch_size: int | None = None,
-        optimizer: Literal["SGD", "AdamW"] = "SGD",
+        optimizer: Literal["SGD", "AdamW", "auto"] = "SGD",
         lr0: float = 0.01,
         lrf: float = 0.01,
         schedule: Literal["linear", "cosine"] = "linear",
@@ -121,6 +133,7 @@ class YOLOModule(LightningModule):
         compile_backend: str = "inductor",
         metric_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval",
         print_class_table: bool = True,
+        multi_scale: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
@@ -154,6 +167,7 @@ class YOLOModule(LightningModule):
         self.last_results: DetectionResults | None = None
         # Optimisation state saved in checkpoints (see on_save_checkpoint).
         self.last_optimizer_iteration = -1
+        self._choice: OptimizerChoice | None = None  # resolved by configure_optimizers
         self.nonfinite_skipped = 0
         self.nonfinite_consecutive = 0
         self._skip_current_step = False  # a loss or gradient of the current window was not finite
@@ -200,22 +214,41 @@ class YOLOModule(LightningModule):
             raise ValueError("YOLOModule needs batch_size (or a datamodule with a batch_size attribute)")
         return int(size)
 
+    def optimizer_choice(self) -> OptimizerChoice:
+        """The optimizer, LR, momentum and warmup bias LR of this run (``auto`` resolved, see ``optimizer``)."""
+        hp = self.hparams
+        if hp.optimizer != "auto":
+            return OptimizerChoice(hp.optimizer, hp.lr0, hp.momentum, hp.warmup_bias_lr)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        train = getattr(datamodule, "datasets", {}).get("train") if datamodule is not None else None
+        epochs = self.trainer.max_epochs
+        if train is None or epochs is None or epochs < 1:
+            raise UserError(
+                "optimizer 'auto' needs the training set (YOLODataModule) and trainer.max_epochs",
+                hint="choose --model.optimizer SGD or AdamW",
+            )
+        iterations = training_iterations(
+            len(train), self._batch_size() * self.trainer.world_size, epochs, hp.nominal_batch_size
+        )
+        return auto_optimizer(iterations, self.model.nc)
+
     def _recipe_settings(self, iteration: int, epoch: int) -> StepSettings:
         epochs = self.trainer.max_epochs
         if epochs is None or epochs < 1:
             raise ValueError("the YOLO recipe schedules the LR over trainer.max_epochs: set it (e.g. 100)")
         hp = self.hparams
+        choice = self._choice if self._choice is not None else self.optimizer_choice()
         return settings_at(
             iteration,
             epoch,
             epochs=epochs,
             warmup_iters=warmup_iterations(hp.warmup_epochs, self.trainer.num_training_batches, hp.min_warmup_iterations),
-            lr0=hp.lr0,
+            lr0=choice.lr0,
             lrf=hp.lrf,
             schedule=hp.schedule,
-            momentum=hp.momentum,
+            momentum=choice.momentum,
             warmup_momentum=hp.warmup_momentum,
-            warmup_bias_lr=hp.warmup_bias_lr,
+            warmup_bias_lr=choice.warmup_bias_lr,
             batch_size=self._batch_size() * self.trainer.world_size,
             nominal_batch_size=hp.nominal_batch_size,
         )
@@ -228,7 +261,7 @@ class YOLOModule(LightningModule):
         settings = self._recipe_settings(iteration, self.current_epoch)
         apply_settings(optimizer.optimizer, settings)
 
-        images = self._images(batch)
+        images = self._train_input(batch, batch_idx)
         loss, components = self.loss_fn(self._train_network(images), batch.targets)
         # DDP averages gradients over processes; the recipe sums them (as the reference does).
         loss = loss * self.trainer.world_size
@@ -256,6 +289,16 @@ class YOLOModule(LightningModule):
             batch_size=batch_size,
         )  # fmt: skip
         return loss.detach()
+
+    def _train_input(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """The network input of a training batch; with ``multi_scale`` resized to this batch's size."""
+        images = self._images(batch)
+        if not self.hparams.multi_scale:
+            return images
+        stride = int(self.model.stride.max())
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        size = multi_scale_size(max(images.shape[2:]), stride, seed, self.current_epoch, batch_idx)
+        return resize_batch(images, size, stride)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip the (already unscaled) gradients; drop them all when the step must be skipped.
@@ -306,11 +349,13 @@ class YOLOModule(LightningModule):
         hp = self.hparams
         effective_batch = self._batch_size() * self.trainer.world_size
         decay = scaled_weight_decay(hp.weight_decay, effective_batch, hp.nominal_batch_size)
+        choice = self._choice = self.optimizer_choice()
+        source = "auto -> " if hp.optimizer == "auto" else ""
         self.print(
-            f"optimizer: {hp.optimizer}(lr0={hp.lr0}, momentum={hp.momentum}) weight_decay={decay:.6g}, "
+            f"optimizer: {source}{choice.name}(lr0={choice.lr0}, momentum={choice.momentum}) weight_decay={decay:.6g}, "
             f"accumulate {nominal_accumulate(effective_batch, hp.nominal_batch_size)} x batch {effective_batch}"
         )
-        return build_optimizer(self.model, hp.lr0, hp.momentum, decay, hp.optimizer)
+        return build_optimizer(self.model, choice.lr0, choice.momentum, decay, choice.name)
 
     # --------------------------------------------------------------------------- validation, test
     def on_validation_epoch_start(self) -> None:

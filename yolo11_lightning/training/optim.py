@@ -142,6 +142,55 @@ def build_optimizer(
     return built
 
 
+AUTO_SGD_ITERATIONS = 10_000
+"""``optimizer: auto`` picks SGD for runs longer than this many iterations, AdamW otherwise."""
+
+
+@dataclass(frozen=True)
+class OptimizerChoice:
+    """The optimizer a run uses, after resolving ``auto``.
+
+    Attributes:
+        name: ``"SGD"`` or ``"AdamW"``.
+        lr0: initial learning rate.
+        momentum: SGD momentum (AdamW: beta1).
+        warmup_bias_lr: bias learning rate at the start of warmup.
+    """
+
+    name: Literal["SGD", "AdamW"]
+    lr0: float
+    momentum: float
+    warmup_bias_lr: float
+
+
+def training_iterations(num_images: int, batch_size: int, epochs: int, nominal_batch_size: int = 64) -> int:
+    """Optimizer-step count of a run as ``optimizer: auto`` estimates it: ``ceil(N / max(batch, nbs)) * epochs``.
+
+    Args:
+        num_images: training images.
+        batch_size: images per batch over all processes.
+        epochs: planned epochs.
+        nominal_batch_size: the batch size the recipe is tuned for.
+    """
+    return math.ceil(num_images / max(batch_size, nominal_batch_size)) * epochs
+
+
+def auto_optimizer(iterations: int, num_classes: int) -> OptimizerChoice:
+    """The reference's ``optimizer: auto`` rule.
+
+    Long runs (more than :data:`AUTO_SGD_ITERATIONS` iterations) get SGD with lr 0.01 and momentum
+    0.9; shorter ones AdamW with ``lr = round(0.002 * 5 / (4 + nc), 6)`` and beta1 0.9. Both start
+    the bias warmup at 0 (no warmup bias boost).
+
+    Args:
+        iterations: from :func:`training_iterations`.
+        num_classes: classes of the model.
+    """
+    if iterations > AUTO_SGD_ITERATIONS:
+        return OptimizerChoice("SGD", 0.01, 0.9, 0.0)
+    return OptimizerChoice("AdamW", round(0.002 * 5 / (4 + num_classes), 6), 0.9, 0.0)
+
+
 def lr_factor(epoch: int, epochs: int, lrf: float, schedule: ScheduleName = "linear") -> float:
     """Learning-rate multiplier of an epoch.
 

@@ -38,7 +38,20 @@ def test_structure_heads_and_registration() -> None:
 def test_forward_backward_finite_on_square_and_non_square_maps(
     hw: tuple[int, int], check_shape_preserving_backward
 ) -> None:
-    check_shape_preserving_backward(C2PSAMLLA(64, 64, 1), torch.randn(2, 64, *hw, requires_grad=True))
+    """Every parameter, the attention's included, gets a finite, non-zero gradient."""
+    check_shape_preserving_backward(
+        C2PSAMLLA(64, 64, 1), torch.randn(2, 64, *hw, requires_grad=True), nonzero_grads=True
+    )
+
+
+def test_a_dead_attention_branch_is_caught(monkeypatch: pytest.MonkeyPatch, check_shape_preserving_backward) -> None:
+    """An attention whose output is cut off (the residual alone carries the signal) fails the check above."""
+    real_forward = MLLAttention.forward
+    monkeypatch.setattr(MLLAttention, "forward", lambda self, x: real_forward(self, x) * 0.0)
+    with pytest.raises(AssertionError, match="attn"):
+        check_shape_preserving_backward(
+            C2PSAMLLA(64, 64, 1), torch.randn(2, 64, 8, 8, requires_grad=True), nonzero_grads=True
+        )
 
 
 def test_bf16_autocast_finite() -> None:
