@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from yolo11_lightning.data.augment import AugmentConfig
-from yolo11_lightning.data.config import list_image_files, load_data_config
+from yolo11_lightning.data.config import find_image_files, load_data_config
 from yolo11_lightning.data.dataset import YOLODataset, collate
 from yolo11_lightning.data.samplers import TrainingSampler, ValidationSampler
 from yolo11_lightning.data.scan import ScanSummary, scan_split
@@ -82,6 +82,8 @@ class YOLODataModule(pl.LightningDataModule):
         flipud: Probability of a vertical flip.
         albumentations_p: Probability of each albumentations extra (Blur, MedianBlur, ToGray, CLAHE).
         predict_split: Split of ``data.yaml`` that ``predict`` runs on.
+        strict_labels: Make it an error (instead of a warning) when more than half of a split's
+            images have no label file, e.g. a missing or misnamed ``labels`` folder.
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class YOLODataModule(pl.LightningDataModule):
         flipud: float = 0.0,
         albumentations_p: float = 0.01,
         predict_split: str = "val",
+        strict_labels: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -134,15 +137,17 @@ class YOLODataModule(pl.LightningDataModule):
         self._mosaic_override: bool | None = None
 
     # ----------------------------------------------------------------------------------------- setup
-    def _dataset(self, split: str) -> YOLODataset:
+    def _dataset(self, split: str, expect_labels: bool = True) -> YOLODataset:
         if split not in self.datasets:
             if split not in self.config.splits:
                 raise ValueError(f"{self.config.yaml_path}: no '{split}' split")
             sources = self.config.splits[split]
-            files = list_image_files(sources)
+            listing = find_image_files(sources)
             records, summary = scan_split(
-                files, self.num_classes, split, ", ".join(map(str, sources)), use_cache=self.hparams.scan_cache
-            )
+                listing.files, self.num_classes, split, ", ".join(map(str, sources)), use_cache=self.hparams.scan_cache,
+                listed_duplicates=listing.duplicates, expect_labels=expect_labels,
+                strict_labels=self.hparams.strict_labels,
+            )  # fmt: skip
             self.summaries[split] = summary
             if not (summary.fixed or summary.corrupt):  # otherwise scan_split already warned with this line
                 rank_zero_info(summary.line(split))
@@ -162,8 +167,9 @@ class YOLODataModule(pl.LightningDataModule):
         )
         for split in wanted:
             if split == "val" and stage == "fit" and "val" not in self.config.splits:
-                continue  # training without validation
-            self._dataset(split)
+                rank_zero_info(f"{self.config.yaml_path} has no 'val' split: training without validation")
+                continue
+            self._dataset(split, expect_labels=stage != "predict")
 
     # ------------------------------------------------------------------------------ mosaic switch
     def mosaic_enabled(self, epoch: int) -> bool:
@@ -249,8 +255,11 @@ class YOLODataModule(pl.LightningDataModule):
         )
         return self._loader(dataset, sampler, self.val_batch_size)
 
-    def val_dataloader(self) -> DataLoader:
-        """Every validation image exactly once across processes, letterboxed (rect batches)."""
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """Every validation image exactly once across processes, letterboxed (rect batches); no
+        loader (validation skipped) when ``data.yaml`` declares no ``val`` split."""
+        if "val" not in self.config.splits:
+            return []
         return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:

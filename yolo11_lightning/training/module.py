@@ -327,7 +327,9 @@ class YOLOModule(LightningModule):
         """Compute, log and print the test results."""
         self._evaluation_end("test")
 
-    def _evaluation_step(self, batch: Batch, stage: str) -> None:
+    def _evaluation_step(self, batch: Batch | None, stage: str) -> None:
+        if batch is None:  # every image of the batch failed to decode at run time (logged by the dataset)
+            return
         images = self._images(batch)
         decoded, raw_maps = self.eval_model(images)
         if batch.has_labels:
@@ -359,8 +361,10 @@ class YOLOModule(LightningModule):
             )
 
     # ------------------------------------------------------------------------------------ predict
-    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
+    def predict_step(self, batch: Batch | None, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
         """Detections per image in original pixels (the EMA weights, :attr:`predict_nms`)."""
+        if batch is None:  # every image of the batch failed to decode at run time (logged by the dataset)
+            return []
         decoded, _ = self.eval_model(self._images(batch))
         predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.predict_nms)
         names = dict(self.model.names)
