@@ -12,7 +12,9 @@ Defaults added to Lightning's:
     * ``AtomicCheckpointIO``: checkpoints written atomically (temp file in the checkpoint's
       directory, fsync, rename); resuming from an unreadable file names the previous good one;
     * ``resume`` (``ExactResume``): ``fit --ckpt_path last.ckpt`` continues bit for bit (per-batch
-      RNG seeding, pending gradients; ``--resume.num_threads`` pins intra-op threads).
+      RNG seeding, pending gradients; ``--resume.num_threads`` pins intra-op threads);
+    * ``signals`` (``SaveOnSignal``): SIGTERM/SIGINT save ``last.ckpt`` at the next step boundary
+      and exit with status 4 (``yolo11_lightning.exit_codes``), so schedulers requeue.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from yolo11_lightning.data.datamodule import YOLODataModule
 from yolo11_lightning.training.module import YOLOModule
 from yolo11_lightning.training.resume import ExactResume
+from yolo11_lightning.training.signals import SaveOnSignal
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -148,6 +151,7 @@ class YOLOCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(ExactResume, "resume")
+        parser.add_lightning_class_args(SaveOnSignal, "signals")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.names", "model.class_names", apply_on="instantiate")

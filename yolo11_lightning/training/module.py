@@ -18,6 +18,7 @@ from yolo11_lightning.training.checkpoint_state import (
     class_names_dict,
 )
 from yolo11_lightning.training.ema import ModelEMA
+from yolo11_lightning.training.guards import DivergenceGuard, TrainingDivergedError, last_good_checkpoint
 from yolo11_lightning.training.metrics import DetectionMetrics, DetectionResults
 from yolo11_lightning.training.optim import (
     StepSettings,
@@ -30,7 +31,7 @@ from yolo11_lightning.training.optim import (
 )
 
 
-class NonFiniteTrainingError(RuntimeError):
+class NonFiniteTrainingError(TrainingDivergedError):
     """Raised when too many consecutive optimizer steps had a non-finite loss or gradient."""
 
 
@@ -76,6 +77,13 @@ class YOLOModule(LightningModule):
         predict_iou: NMS IoU threshold in predict.
         max_nonfinite_steps: stop the run after this many consecutive optimizer steps skipped for a
             non-finite loss or gradient.
+        divergence_min_loss: stop (``TrainingDivergedError``) when a batch's loss falls to this value
+            or below (saturated outputs; see ``training/guards.py`` for every divergence rule).
+        divergence_spike_factor: stop when a batch's loss exceeds this multiple of its running mean.
+        divergence_max_grad_norm: stop when the total gradient norm before clipping exceeds this
+            value per image of the optimizer step.
+        divergence_max_weight: refuse to save a checkpoint (and stop) when a trainable weight's
+            absolute value exceeds this (non-finite weights are always refused).
         channels_last: run the network in channels-last memory format (faster convolutions on CPU).
         metric_backend: COCO evaluation backend of torchmetrics.
         print_class_table: print the per-class table after each validation/test (rank 0).
@@ -111,6 +119,10 @@ class YOLOModule(LightningModule):
         predict_conf: float = 0.25,
         predict_iou: float = 0.7,
         max_nonfinite_steps: int = 10,
+        divergence_min_loss: float = 1e-6,
+        divergence_spike_factor: float = 1e3,
+        divergence_max_grad_norm: float = 1e4,
+        divergence_max_weight: float = 1e4,
         channels_last: bool = False,
         metric_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval",
         print_class_table: bool = True,
@@ -148,6 +160,12 @@ class YOLOModule(LightningModule):
         self.nonfinite_consecutive = 0
         self._skip_current_step = False  # a loss or gradient of the current window was not finite
         self._scaler_skipped = False  # the GradScaler skips the current step (16-mixed overflow)
+        self.guard = DivergenceGuard(
+            min_loss=divergence_min_loss, spike_factor=divergence_spike_factor,
+            max_grad_norm=divergence_max_grad_norm, max_weight=divergence_max_weight,
+        )  # fmt: skip
+        self._diverged = ""  # why the current accumulation window diverged ("" when it did not)
+        self._window_images = 0  # images in the current accumulation window (gradient-norm bound)
 
     # ----------------------------------------------------------------------------------- plumbing
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> YOLOModule:
@@ -224,6 +242,8 @@ class YOLOModule(LightningModule):
         loss = loss * self.trainer.world_size
         if not bool(torch.isfinite(loss.detach())):
             self._skip_current_step = True
+        self._diverged = self._diverged or self.guard.check_loss(float(components.total()))
+        self._window_images += images.shape[0] * self.trainer.world_size
         # Backward also for a non-finite loss: under DDP every process must join the gradient
         # all-reduce; the poisoned gradients are dropped in on_before_optimizer_step.
         self.manual_backward(loss)
@@ -262,16 +282,30 @@ class YOLOModule(LightningModule):
                 self._scaler_skipped = True
             else:
                 self._skip_current_step = True
+        elif parameters:
+            # the norm clipping computed anyway: no extra pass over the gradients
+            self._diverged = self._diverged or self.guard.check_grad_norm(float(total_norm), self._window_images)
+        self._window_images = 0
         if self.trainer.world_size > 1:  # every process takes the same decision
-            self._skip_current_step = bool(
-                self.trainer.strategy.reduce_boolean_decision(self._skip_current_step, all=False)
-            )
+            strategy = self.trainer.strategy
+            self._skip_current_step = bool(strategy.reduce_boolean_decision(self._skip_current_step, all=False))
+            if strategy.reduce_boolean_decision(bool(self._diverged), all=False) and not self._diverged:
+                self._diverged = "another process diverged"
         if self._skip_current_step:
             for parameter in parameters:
                 parameter.grad = None
 
+    def _stop_diverged(self, reason: str, error: type[TrainingDivergedError] = TrainingDivergedError) -> None:
+        raise error(
+            f"training diverged at epoch {self.current_epoch}, step {self.global_step}: {reason}. No checkpoint is "
+            f"written from these weights. {last_good_checkpoint(self.trainer)} (or check the data, or use 32-bit precision)."
+        )
+
     def _finish_step(self) -> None:
-        """Bookkeeping after an optimizer step: EMA update or non-finite accounting."""
+        """Bookkeeping after an optimizer step: divergence stop, EMA update or non-finite accounting."""
+        if self._diverged:
+            reason, self._diverged = self._diverged, ""
+            self._stop_diverged(reason)
         if self._scaler_skipped and not self._skip_current_step:
             self._scaler_skipped = False
             return
@@ -282,10 +316,9 @@ class YOLOModule(LightningModule):
             self.nonfinite_consecutive += 1
             limit = self.hparams.max_nonfinite_steps
             if self.nonfinite_consecutive >= limit:
-                raise NonFiniteTrainingError(
-                    f"{self.nonfinite_consecutive} consecutive optimizer steps had a non-finite loss or gradient "
-                    f"(epoch {self.current_epoch}, step {self.global_step}); stopping. The last saved checkpoint is "
-                    "intact: lower lr0, check the data, or use 32-bit precision."
+                self._stop_diverged(
+                    f"{self.nonfinite_consecutive} consecutive optimizer steps had a non-finite loss or gradient",
+                    NonFiniteTrainingError,
                 )
             return
         self.nonfinite_consecutive = 0
@@ -377,7 +410,16 @@ class YOLOModule(LightningModule):
 
     # -------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add the EMA weights and count, the model architecture and the optimisation counters."""
+        """Add the EMA weights and count, the model architecture and the optimisation counters.
+
+        Raises:
+            TrainingDivergedError: if the weights (raw or EMA) are not finite or beyond
+                ``divergence_max_weight``: the checkpoint is not written (``last.ckpt`` keeps the
+                last good state).
+        """
+        reason = self.guard.check_weights(self.model) or self.guard.check_weights(self.ema.module, trainable_only=False)
+        if reason:
+            self._stop_diverged(reason)
         checkpoint["ema_state_dict"] = self.ema.state_dict()
         checkpoint["ema_updates"] = self.ema.updates
         checkpoint["model_config"] = architecture_of(self.model)
@@ -386,6 +428,7 @@ class YOLOModule(LightningModule):
             "last_optimizer_iteration": self.last_optimizer_iteration,
             "nonfinite_skipped": self.nonfinite_skipped,
             "nonfinite_consecutive": self.nonfinite_consecutive,
+            "guard": self.guard.state_dict(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -401,6 +444,7 @@ class YOLOModule(LightningModule):
         self.last_optimizer_iteration = int(state.get("last_optimizer_iteration", -1))
         self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
         self.nonfinite_consecutive = int(state.get("nonfinite_consecutive", 0))
+        self.guard.load_state_dict(state.get("guard", {}))
         if "class_names" in checkpoint:
             self.model.names = dict(checkpoint["class_names"])
             self.ema.module.names = dict(checkpoint["class_names"])
