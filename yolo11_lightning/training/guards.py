@@ -124,4 +124,7 @@ def last_good_checkpoint(trainer: Trainer) -> str:
     if not paths:
         return "No checkpoint was saved before, so there is nothing to resume from"
     newest = max(paths, key=os.path.getmtime)
-    return f"The last good state is {newest}; resume with --ckpt_path {newest} and a lower --model.lr0"
+    return (
+        f"The last good state is {newest} (the newest checkpoint; it passed the weight check); "
+        f"resume with --ckpt_path {newest} and a lower --model.lr0"
+    )
