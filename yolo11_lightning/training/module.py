@@ -12,6 +12,7 @@ from yolo11_lightning.data.batch import Batch
 from yolo11_lightning.inference.postprocess import NMSSettings, detect
 from yolo11_lightning.inference.preprocess import to_float_input
 from yolo11_lightning.inference.results import Detections
+from yolo11_lightning.training.checkpoint import FORMAT_KEY, FORMAT_VERSION, check_format_version
 from yolo11_lightning.training.checkpoint_state import (
     architecture_of,
     check_architecture,
@@ -420,6 +421,7 @@ class YOLOModule(LightningModule):
         reason = self.guard.check_weights(self.model) or self.guard.check_weights(self.ema.module, trainable_only=False)
         if reason:
             self._stop_diverged(reason)
+        checkpoint[FORMAT_KEY] = FORMAT_VERSION
         checkpoint["ema_state_dict"] = self.ema.state_dict()
         checkpoint["ema_updates"] = self.ema.updates
         checkpoint["model_config"] = architecture_of(self.model)
@@ -432,7 +434,8 @@ class YOLOModule(LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another architecture; restore the EMA and the counters."""
+        """Refuse a checkpoint of a newer format or another architecture; restore the EMA and the counters."""
+        check_format_version(checkpoint, "the checkpoint")
         check_architecture(checkpoint, self.model)
         if "ema_state_dict" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema_state_dict"], checkpoint.get("ema_updates", 0))
