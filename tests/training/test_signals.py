@@ -4,11 +4,13 @@ A tiny run (3 epochs of 3 batches, gradient accumulation 2) is sent SIGTERM in t
 second epoch. The process must exit with ``ExitCode.INTERRUPTED`` (4, not Lightning's 0) after
 writing ``last.ckpt`` at the step boundary; ``fit --ckpt_path last.ckpt`` then finishes the run,
 and the final raw weights, EMA weights and optimizer state must be bitwise those of a run that
-was never interrupted. SIGINT (Ctrl-C) is handled the same way.
+was never interrupted, and every epoch's logged ``train/loss_epoch`` the same (also the epoch that
+was cut in two). SIGINT (Ctrl-C) is handled the same way.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -59,6 +61,17 @@ def _final_state(path: Path) -> dict:
     }
 
 
+def _epoch_losses(log_root: Path) -> dict[int, str]:
+    """``{epoch: train/loss_epoch}`` as logged (the newest log folder wins for an epoch)."""
+    losses = {}
+    for metrics_file in sorted(log_root.rglob("metrics.csv")):
+        with metrics_file.open() as handle:
+            for row in csv.DictReader(handle):
+                if row.get("train/loss_epoch"):
+                    losses[int(row["epoch"])] = row["train/loss_epoch"]
+    return losses
+
+
 def _assert_bitwise(expected: object, actual: object, where: str = "") -> None:
     if isinstance(expected, torch.Tensor):
         assert torch.equal(expected, actual), where
@@ -75,7 +88,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The final state of the run that is never interrupted."""
     root = tmp_path_factory.mktemp("reference")
     _run(_args(root, root / "checkpoints"), root / "markers")
-    return _final_state(root / "checkpoints" / "last.ckpt")
+    return {**_final_state(root / "checkpoints" / "last.ckpt"), "epoch_losses": _epoch_losses(root / "logs")}
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -97,4 +110,7 @@ def test_signal_saves_a_checkpoint_exits_4_and_resumes_bitwise(tmp_path: Path, s
     assert not (markers / "e1-b2").exists()  # it stopped at the next step boundary
 
     _run([*_args(tmp_path / "interrupted", checkpoint_dir), "--ckpt_path", str(checkpoint_dir / "last.ckpt")], markers)
-    _assert_bitwise(reference, _final_state(checkpoint_dir / "last.ckpt"))
+    resumed = {**_final_state(checkpoint_dir / "last.ckpt"), "epoch_losses": _epoch_losses(tmp_path / "interrupted" / "logs")}
+    # the epoch cut by the signal logs the mean over all its batches, not only those after the resume
+    assert sorted(resumed["epoch_losses"]) == [0, 1, 2]
+    _assert_bitwise(reference, resumed)

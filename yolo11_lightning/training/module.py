@@ -19,6 +19,7 @@ from yolo11_lightning.training.checkpoint_state import (
     class_names_dict,
 )
 from yolo11_lightning.training.ema import ModelEMA
+from yolo11_lightning.training.epoch_means import EpochLossMeans
 from yolo11_lightning.training.guards import DivergenceGuard, TrainingDivergedError, last_good_checkpoint
 from yolo11_lightning.training.metrics import DetectionMetrics, DetectionResults
 from yolo11_lightning.training.optim import (
@@ -167,6 +168,8 @@ class YOLOModule(LightningModule):
         )  # fmt: skip
         self._diverged = ""  # why the current accumulation window diverged ("" when it did not)
         self._window_images = 0  # images in the current accumulation window (gradient-norm bound)
+        self._eval_loss_sums = torch.zeros(4, dtype=torch.float64)  # box, cls, dfl (x images), images
+        self.epoch_losses = EpochLossMeans()
 
     # ----------------------------------------------------------------------------------- plumbing
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> YOLOModule:
@@ -255,10 +258,12 @@ class YOLOModule(LightningModule):
             self.last_optimizer_iteration = iteration
 
         batch_size = images.shape[0]
-        log = dict(prog_bar=False, on_step=True, on_epoch=True, batch_size=batch_size)
-        self.log("train/loss", components.total(), prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        self.epoch_losses.update(components.as_tensor(), batch_size)
+        # step values here; the epoch means (exact across a mid-epoch resume) in on_train_epoch_end
+        log = dict(prog_bar=False, on_step=True, on_epoch=False, batch_size=batch_size)
+        self.log("train/loss_step", components.total(), **{**log, "prog_bar": True})
         for name, value in components._asdict().items():
-            self.log(f"train/{name}_loss", value, **log)
+            self.log(f"train/{name}_loss_step", value, **log)
         self.log("train/lr_bias", settings.lrs[0], on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("train/lr", settings.lrs[1], on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("train/momentum", settings.momentum, on_step=True, on_epoch=False, batch_size=batch_size)
@@ -267,6 +272,17 @@ class YOLOModule(LightningModule):
             batch_size=batch_size,
         )  # fmt: skip
         return loss.detach()
+
+    def on_train_epoch_start(self) -> None:
+        """Start the epoch's loss sums (kept when resuming inside this epoch)."""
+        self.epoch_losses.start(self.current_epoch)
+
+    def on_train_epoch_end(self) -> None:
+        """Log ``train/loss_epoch`` and ``train/{box,cls,dfl}_loss_epoch`` over every image of the epoch."""
+        strategy = self.trainer.strategy
+        reduce = (lambda t: strategy.reduce(t.to(self.device), reduce_op="sum").cpu()) if self.trainer.world_size > 1 else None
+        for name, value in self.epoch_losses.means(reduce).items():
+            self.log(f"train/{name}_epoch", value, on_step=False, on_epoch=True, sync_dist=False)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip the (already unscaled) gradients; drop them all when the step must be skipped.
@@ -340,6 +356,7 @@ class YOLOModule(LightningModule):
     def on_validation_epoch_start(self) -> None:
         """Start a fresh evaluation."""
         self.metrics.reset()
+        self._eval_loss_sums.zero_()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         """EMA model, NMS, map to original pixels, metric update (and the validation loss)."""
@@ -352,6 +369,7 @@ class YOLOModule(LightningModule):
     def on_test_epoch_start(self) -> None:
         """Start a fresh evaluation."""
         self.metrics.reset()
+        self._eval_loss_sums.zero_()
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         """As :meth:`validation_step`, logged under ``test/``."""
@@ -368,14 +386,26 @@ class YOLOModule(LightningModule):
         decoded, raw_maps = self.eval_model(images)
         if batch.has_labels:
             _, components = self.loss_fn(raw_maps, batch.targets)
-            kwargs = dict(on_step=False, on_epoch=True, batch_size=images.shape[0], sync_dist=True)
-            for name, value in components._asdict().items():
-                self.log(f"{stage}/{name}_loss", value, **kwargs)
+            # image-weighted sums (box, cls, dfl, images), reduced over processes once at the end
+            count = images.shape[0]
+            self._eval_loss_sums += torch.cat([components.as_tensor().double().cpu() * count, torch.tensor([count], dtype=torch.float64)])
         predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.val_nms)
         gt_boxes, gt_labels = batch.ground_truth()
         self.metrics.update(batch.image_ids, predictions, gt_boxes, gt_labels)
 
+    def _log_evaluation_losses(self, stage: str) -> None:
+        """Log the image-weighted mean losses over every process's images (exact with uneven shards:
+        a plain ``sync_dist`` mean would weight each process's mean equally)."""
+        sums = self._eval_loss_sums.clone()
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
+        if float(sums[3]) > 0:
+            means = (sums[:3] / sums[3]).float()
+            for name, value in zip(("box", "cls", "dfl"), means):
+                self.log(f"{stage}/{name}_loss", value, on_step=False, on_epoch=True, sync_dist=False)
+
     def _evaluation_end(self, stage: str) -> None:
+        self._log_evaluation_losses(stage)
         results = self.metrics.compute()
         self.metrics.reset()
         self.log_dict(results.as_log_dict(stage), sync_dist=False)
@@ -431,6 +461,7 @@ class YOLOModule(LightningModule):
             "nonfinite_skipped": self.nonfinite_skipped,
             "nonfinite_consecutive": self.nonfinite_consecutive,
             "guard": self.guard.state_dict(),
+            "epoch_losses": self.epoch_losses.state_dict(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -448,6 +479,7 @@ class YOLOModule(LightningModule):
         self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
         self.nonfinite_consecutive = int(state.get("nonfinite_consecutive", 0))
         self.guard.load_state_dict(state.get("guard", {}))
+        self.epoch_losses.load_state_dict(state.get("epoch_losses", {}))
         if "class_names" in checkpoint:
             self.model.names = dict(checkpoint["class_names"])
             self.ema.module.names = dict(checkpoint["class_names"])
