@@ -401,3 +401,25 @@ def test_image_changed_after_the_scan_is_replaced_in_training(tmp_path: Path) ->
     for index in range(9):  # mosaics whose partners include the changed image still build
         assert dataset[SampleRequest(index, mosaic=True, partners=(4, 4, 4))]["image"].shape == (64, 64, 3)
     assert list(dataset.unreadable) == [str(changed)]
+
+
+@pytest.mark.slow
+def test_train_only_data_yaml_trains_without_validation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from robustness_helpers import DATA, tiny_cli_args
+
+    from yolo11_lightning.training.cli import main
+
+    data_yaml = tmp_path / "data.yaml"
+    data_yaml.write_text(f"path: {DATA.parent}\ntrain: images/train\nnames: {{0: present, 1: logo, 2: portrait, 3: ball}}\n")
+    args = [a if a != str(DATA) else str(data_yaml) for a in tiny_cli_args(tmp_path, tmp_path / "checkpoints", 2, 2)]
+    torch.set_num_threads(1)
+    with caplog.at_level(logging.INFO):
+        cli = main(["fit", *args])
+    assert cli.trainer.current_epoch == 2 and cli.model.last_results is None
+    assert "has no 'val' split: training without validation" in caplog.text
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
