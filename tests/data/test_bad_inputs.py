@@ -423,3 +423,35 @@ def test_train_only_data_yaml_trains_without_validation(tmp_path: Path, caplog: 
     assert cli.trainer.current_epoch == 2 and cli.model.last_results is None
     assert "has no 'val' split: training without validation" in caplog.text
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_predict_writes_every_good_image(tmp_path: Path) -> None:
+    """8 good images and one TGA file under .png: 8 predictions (it used to write none)."""
+    import importlib.util
+    import json
+    import lzma
+
+    import torch
+
+    from yolo11_lightning.training.cli import main
+
+    data_dir = Path(__file__).resolve().parents[1] / "training" / "data"
+    spec = importlib.util.spec_from_file_location("make_format_v1", data_dir / "make_format_v1.py")
+    make_format_v1 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_format_v1)
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(lzma.decompress((data_dir / "format_v1.ckpt.xz").read_bytes()))
+
+    split = Split(tmp_path / "set")
+    for i in range(8):
+        split.image(f"img{i}.png", NOISE, label=None)
+    split.image("foreign.png", pil_bytes("TGA"), label=None)
+    data_yaml = tmp_path / "data.yaml"
+    data_yaml.write_text(f"path: {split.root}\ntrain: images/train\nval: images/train\nnames: [a, b, c, d]\n")
+    args = make_format_v1.format_args(tmp_path / "run")
+    args[args.index("--data.data") + 1] = str(data_yaml)
+    torch.set_num_threads(1)
+    cli = main(["predict", *args, "--ckpt_path", str(checkpoint)])
+    lines = (Path(cli.trainer.log_dir) / "predictions.jsonl").read_text().splitlines()
+    assert sorted(Path(json.loads(line)["path"]).name for line in lines) == [f"img{i}.png" for i in range(8)]
