@@ -132,7 +132,9 @@ def _two_links(split: Split) -> None:
 def _txt_list_with_duplicates(split: Split) -> None:
     split.image("listed.png", NOISE)
     listing = split.root / "train.txt"
-    listing.write_text("images/train/good0.png\nimages/train/good1.png\nimages/train/listed.png\n\nimages/train/listed.png\n")
+    listing.write_text(
+        "images/train/good0.png\nimages/train/good1.png\nimages/train/listed.png\n\nimages/train/listed.png\n"
+    )
     split.sources = [listing]
 
 
@@ -183,8 +185,12 @@ MESSY = "\n".join(
 
 CASES: dict[str, Case] = {
     # ----------------------------------------------------------------------- images the decoder refuses
-    "float32-tiff": Case(lambda s: s.image("f.tif", pil_bytes("TIFF", "F")), corrupt=1, log=r"f\.tif: TIFF with 32-bit"),
-    "int32-tiff": Case(lambda s: s.image("i.tiff", pil_bytes("TIFF", "I")), corrupt=1, log=r"i\.tiff: TIFF with 32-bit"),
+    "float32-tiff": Case(
+        lambda s: s.image("f.tif", pil_bytes("TIFF", "F")), corrupt=1, log=r"f\.tif: TIFF with 32-bit"
+    ),
+    "int32-tiff": Case(
+        lambda s: s.image("i.tiff", pil_bytes("TIFF", "I")), corrupt=1, log=r"i\.tiff: TIFF with 32-bit"
+    ),
     "tga-as-png": Case(lambda s: s.image("t.png", pil_bytes("TGA")), corrupt=1, log=r"t\.png: TGA data"),
     "pcx-as-jpg": Case(lambda s: s.image("p.jpg", pil_bytes("PCX")), corrupt=1, log=r"p\.jpg: PCX data"),
     "ico-as-png": Case(lambda s: s.image("i.png", pil_bytes("ICO")), corrupt=1, log=r"i\.png: ICO data"),
@@ -210,9 +216,7 @@ CASES: dict[str, Case] = {
     "jpeg-trailing-junk": Case(lambda s: s.image("j.jpg", jpeg() + b"trailer bytes"), images=3, boxes=3),
     "jpeg-progressive": Case(lambda s: s.image("j.jpg", jpeg(progressive=True)), images=3, boxes=3),
     "upper-case-suffix": Case(lambda s: s.image("J.JPG", jpeg()), images=3, boxes=3),
-    "exif-rotated": Case(
-        lambda s: s.image("r.jpg", jpeg(exif=_exif(6))), images=3, boxes=3, fixes={"exif": 1}
-    ),
+    "exif-rotated": Case(lambda s: s.image("r.jpg", jpeg(exif=_exif(6))), images=3, boxes=3, fixes={"exif": 1}),
     "grey-palette-alpha-16bit-cmyk": Case(
         lambda s: [
             s.image("grey.png", pil_bytes("PNG", "L")),
@@ -224,8 +228,10 @@ CASES: dict[str, Case] = {
             s.image("deep.tif", pil_bytes("TIFF", "I;16")),
             s.image("cmyk.jpg", jpeg(mode="CMYK")),
         ],
-        images=10, boxes=10, fixes={"converted": 8},
-    ),  # fmt: skip
+        images=10,
+        boxes=10,
+        fixes={"converted": 8},
+    ),
     "folder-named-like-an-image": Case(lambda s: (s.images / "dir.jpg").mkdir()),
     # ----------------------------------------------------------------------- where the labels are
     "symlinked-image-label-beside-link": Case(_symlinked_image, images=3, boxes=4),
@@ -238,41 +244,60 @@ CASES: dict[str, Case] = {
     "label-path-is-a-folder": Case(_label_is_folder, bad_labels=1, log=r"labels/train/x\.txt is a folder"),
     "label-broken-link": Case(_label_broken_link, bad_labels=1, log=r"x\.txt is a broken symbolic link"),
     "no-label-folder": Case(
-        _no_label_folder, images=5, boxes=0, backgrounds=5, missing_labels=5,
+        _no_label_folder,
+        images=5,
+        boxes=0,
+        backgrounds=5,
+        missing_labels=5,
         log=r"5 of 5 images have no label file; labels were looked for in .*labels/train \(that folder does not exist\)",
-    ),  # fmt: skip
+    ),
     "no-label-folder-strict": Case(
         _no_label_folder, strict_labels=True, error=r"5 of 5 images have no label file.*labels/train"
     ),
     "misnamed-label-folder": Case(
-        _misnamed_label_folder, images=5, boxes=0, backgrounds=5, missing_labels=5,
+        _misnamed_label_folder,
+        images=5,
+        boxes=0,
+        backgrounds=5,
+        missing_labels=5,
         log=r"looked for in .*/labels/train \(that folder does not exist\)",
-    ),  # fmt: skip
+    ),
     "two-of-four-unlabelled-no-warning": Case(_some_unlabelled, images=4, boxes=2, backgrounds=2, missing_labels=2),
     # ----------------------------------------------------------------------- label contents
     "latin1-comment": Case(
         lambda s: s.image("l.png", NOISE, label="# caf\xe9 label\n0 0.5 0.5 0.1 0.1\n".encode("latin-1")),
-        images=3, boxes=3, fixes={"malformed": 1}, log=r"l\.txt:1: not UTF-8 \(byte 0xe9\)",
-    ),  # fmt: skip
+        images=3,
+        boxes=3,
+        fixes={"malformed": 1},
+        log=r"l\.txt:1: not UTF-8 \(byte 0xe9\)",
+    ),
     "0xff-byte-in-a-row": Case(
         lambda s: s.image("f.png", NOISE, label=b"0 0.5 0.5 0.1 0.1\n1 0.2 0.2 0.1 0.1\xff\n1 0.7 0.7 0.1 0.1\n"),
-        images=3, boxes=4, fixes={"malformed": 1}, log=r"f\.txt:2: not UTF-8 \(byte 0xff\)",
-    ),  # fmt: skip
+        images=3,
+        boxes=4,
+        fixes={"malformed": 1},
+        log=r"f\.txt:2: not UTF-8 \(byte 0xff\)",
+    ),
     "utf16-with-bom": Case(
         lambda s: s.image("u.png", NOISE, label="0 0.5 0.5 0.1 0.1\r\n1 0.2 0.2 0.1 0.1\r\n".encode("utf-16")),
-        images=3, boxes=4,
-    ),  # fmt: skip
+        images=3,
+        boxes=4,
+    ),
     "utf8-bom-crlf": Case(lambda s: s.image("b.png", NOISE, label="\ufeff0 0.5 0.5 0.1 0.1\r\n"), images=3, boxes=3),
     "nul-bytes": Case(
         lambda s: s.image("n.png", NOISE, label=b"0 0.5 0.5 0.1 0.1\n\x00\x00\x00\n"),
-        images=3, boxes=3, fixes={"malformed": 1}, log=r"n\.txt:2: not a row of numbers",
-    ),  # fmt: skip
+        images=3,
+        boxes=3,
+        fixes={"malformed": 1},
+        log=r"n\.txt:2: not a row of numbers",
+    ),
     "messy-rows": Case(
         lambda s: s.image("m.png", NOISE, label=MESSY),
-        images=3, boxes=5,
+        images=3,
+        boxes=5,
         fixes={"duplicates": 1, "clipped": 1, "out_of_bounds": 2, "zero_size": 1, "polygons": 1, "malformed": 3},
         log=r"m\.txt:8: 2 coordinates",
-    ),  # fmt: skip
+    ),
     "empty-label": Case(lambda s: s.image("e.png", NOISE, label=""), images=3, backgrounds=1),
     "blank-lines-only": Case(lambda s: s.image("e.png", NOISE, label="\n  \n\t\n"), images=3, backgrounds=1),
     "class-id-too-large": Case(
@@ -312,7 +337,14 @@ def test_bad_input_ends_in_its_documented_count(tmp_path: Path, case: Case, capl
         records, summary = scan_split(
             listing.files, 4, "train", "corpus", listed_duplicates=listing.duplicates, strict_labels=case.strict_labels
         )
-    counts = (summary.images, summary.boxes, summary.backgrounds, summary.corrupt, summary.missing_labels, summary.bad_labels)
+    counts = (
+        summary.images,
+        summary.boxes,
+        summary.backgrounds,
+        summary.corrupt,
+        summary.missing_labels,
+        summary.bad_labels,
+    )
     expected = (case.images, case.boxes, case.backgrounds, case.corrupt, case.missing_labels, case.bad_labels)
     assert counts == expected, caplog.text
     assert {k: v for k, v in summary.fixes.items() if v} == case.fixes
@@ -375,7 +407,9 @@ def _changed_after_scan(tmp_path: Path) -> tuple[list, Path]:
     return records, changed
 
 
-def test_image_changed_after_the_scan_is_skipped_in_evaluation(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_image_changed_after_the_scan_is_skipped_in_evaluation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from yolo11_lightning.data.dataset import YOLODataset, collate
 
     records, changed = _changed_after_scan(tmp_path)
@@ -415,7 +449,9 @@ def test_train_only_data_yaml_trains_without_validation(tmp_path: Path, caplog: 
     from yolo11_lightning.training.cli import main
 
     data_yaml = tmp_path / "data.yaml"
-    data_yaml.write_text(f"path: {DATA.parent}\ntrain: images/train\nnames: {{0: present, 1: logo, 2: portrait, 3: ball}}\n")
+    data_yaml.write_text(
+        f"path: {DATA.parent}\ntrain: images/train\nnames: {{0: present, 1: logo, 2: portrait, 3: ball}}\n"
+    )
     args = [a if a != str(DATA) else str(data_yaml) for a in tiny_cli_args(tmp_path, tmp_path / "checkpoints", 2, 2)]
     torch.set_num_threads(1)
     with caplog.at_level(logging.INFO):

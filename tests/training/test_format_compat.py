@@ -42,7 +42,14 @@ def test_format_v1_checkpoint_validates_and_resumes(tmp_path: Path, format_v1: P
     metrics = cli.trainer.callback_metrics
     assert math.isfinite(float(metrics["val/box_loss"])) and float(metrics["val/cls_loss"]) > 0
     cli = main(
-        ["fit", *make_format_v1.format_args(tmp_path / "resume"), "--trainer.max_epochs", "2", "--ckpt_path", str(format_v1)]
+        [
+            "fit",
+            *make_format_v1.format_args(tmp_path / "resume"),
+            "--trainer.max_epochs",
+            "2",
+            "--ckpt_path",
+            str(format_v1),
+        ]
     )
     assert cli.trainer.current_epoch == 2 and cli.trainer.global_step > saved["global_step"]
     assert cli.model.ema.updates > saved["ema_updates"]

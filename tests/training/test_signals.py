@@ -110,7 +110,10 @@ def test_signal_saves_a_checkpoint_exits_4_and_resumes_bitwise(tmp_path: Path, s
     assert not (markers / "e1-b2").exists()  # it stopped at the next step boundary
 
     _run([*_args(tmp_path / "interrupted", checkpoint_dir), "--ckpt_path", str(checkpoint_dir / "last.ckpt")], markers)
-    resumed = {**_final_state(checkpoint_dir / "last.ckpt"), "epoch_losses": _epoch_losses(tmp_path / "interrupted" / "logs")}
+    resumed = {
+        **_final_state(checkpoint_dir / "last.ckpt"),
+        "epoch_losses": _epoch_losses(tmp_path / "interrupted" / "logs"),
+    }
     # the epoch cut by the signal logs the mean over all its batches, not only those after the resume
     assert sorted(resumed["epoch_losses"]) == [0, 1, 2]
     _assert_bitwise(reference, resumed)

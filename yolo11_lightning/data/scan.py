@@ -43,9 +43,9 @@ import logging
 import math
 import os
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -165,8 +165,7 @@ def _label_lines(label_path: Path, fixes: Counter[str], messages: list[str]) -> 
             raw = raw.decode("utf-16").encode("utf-8")
         except UnicodeDecodeError:
             pass  # not really UTF-16: fall through to the line-by-line check
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8) :]
+    raw = raw.removeprefix(codecs.BOM_UTF8)
     for line_number, line in enumerate(raw.splitlines(), start=1):
         try:
             yield line_number, line.decode("utf-8")

@@ -125,4 +125,3 @@ def quiet_native_stderr() -> Iterator[None]:
             ]
             if other:
                 print("\n".join(other), file=sys.stderr)
-

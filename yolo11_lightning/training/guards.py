@@ -78,7 +78,9 @@ class DivergenceGuard:
                 f"the loss jumped to {loss:.4g}, {math.exp(log_loss - self.log_mean):.3g} times its running mean "
                 f"{math.exp(self.log_mean):.4g} (limit {self.spike_factor:g}x)"
             )
-        self.log_mean = log_loss if self.log_mean is None else self.momentum * self.log_mean + (1 - self.momentum) * log_loss
+        self.log_mean = (
+            log_loss if self.log_mean is None else self.momentum * self.log_mean + (1 - self.momentum) * log_loss
+        )
         return ""
 
     def check_grad_norm(self, norm: float, images: int) -> str:

@@ -59,16 +59,16 @@ class SaveOnSignal(Callback):
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, enabled: bool = True, dirpath: Optional[str] = None, filename: str = "last") -> None:
+    def __init__(self, enabled: bool = True, dirpath: str | None = None, filename: str = "last") -> None:
         self.enabled = enabled
         self.dirpath = dirpath
         self.filename = filename
-        self.received: Optional[int] = None
-        self.saved_path: Optional[Path] = None
+        self.received: int | None = None
+        self.saved_path: Path | None = None
         self._previous: dict[int, Any] = {}
 
     # --------------------------------------------------------------------------------- handlers
-    def _handler(self, signum: int, frame: Optional[FrameType]) -> None:
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and self.received is not None:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.received = signum
