@@ -258,6 +258,7 @@ class YOLOModule(LightningModule):
             self.last_optimizer_iteration = iteration
 
         batch_size = images.shape[0]
+        self.epoch_losses.start(self.current_epoch)  # a new epoch resets; a resumed one keeps its sums
         self.epoch_losses.update(components.as_tensor(), batch_size)
         # step values here; the epoch means (exact across a mid-epoch resume) in on_train_epoch_end
         log = dict(prog_bar=False, on_step=True, on_epoch=False, batch_size=batch_size)
@@ -272,10 +273,6 @@ class YOLOModule(LightningModule):
             batch_size=batch_size,
         )  # fmt: skip
         return loss.detach()
-
-    def on_train_epoch_start(self) -> None:
-        """Start the epoch's loss sums (kept when resuming inside this epoch)."""
-        self.epoch_losses.start(self.current_epoch)
 
     def on_train_epoch_end(self) -> None:
         """Log ``train/loss_epoch`` and ``train/{box,cls,dfl}_loss_epoch`` over every image of the epoch."""
