@@ -88,7 +88,12 @@ def parse_labels(
     fixes["zero_size"] += int((~nonzero).sum())
     cls, clipped = cls[nonzero], clipped[nonzero]
     boxes = np.stack(
-        [(clipped[:, 0] + clipped[:, 2]) / 2, (clipped[:, 1] + clipped[:, 3]) / 2, clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]],
+        [
+            (clipped[:, 0] + clipped[:, 2]) / 2,
+            (clipped[:, 1] + clipped[:, 3]) / 2,
+            clipped[:, 2] - clipped[:, 0],
+            clipped[:, 3] - clipped[:, 1],
+        ],
         axis=1,
     ).astype(np.float32)
     rows = np.concatenate([cls[:, None].astype(np.float32), boxes], axis=1)
