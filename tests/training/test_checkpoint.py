@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from yolo11_lightning.training.checkpoint import (
+    FORMAT_KEY,
     AtomicCheckpointIO,
+    NotATrainingCheckpointError,
     UnreadableCheckpointError,
     host_tag,
     is_temp_file,
@@ -21,7 +23,11 @@ from yolo11_lightning.training.checkpoint import (
 
 
 def _checkpoint(epoch: int) -> dict[str, Any]:
-    return {"epoch": epoch, "global_step": 10 * epoch, "state_dict": {"w": torch.full((4,), float(epoch))}}
+    """A minimal Lightning checkpoint (the keys the loader checks)."""
+    return {
+        "epoch": epoch, "global_step": 10 * epoch, "pytorch-lightning_version": "2.6.0",
+        "state_dict": {"w": torch.full((4,), float(epoch))},
+    }  # fmt: skip
 
 
 def _dead_pid() -> int:
@@ -124,3 +130,40 @@ def test_remove_checkpoint_is_safe(tmp_path: Path) -> None:
     (tmp_path / "dir.ckpt").mkdir()
     with pytest.raises(IsADirectoryError):
         io.remove_checkpoint(tmp_path / "dir.ckpt")
+
+
+def test_orphan_temp_files_are_never_listed_as_checkpoints(tmp_path: Path) -> None:
+    """A kill during the very first checkpoint write leaves an empty temp file: no error names it."""
+    orphan = tmp_path / f".ckpt-tmp-{host_tag()}-{_dead_pid()}-abc123-last.ckpt"
+    orphan.write_bytes(b"")
+    AtomicCheckpointIO().save_checkpoint(_checkpoint(1), tmp_path / "best.ckpt")
+    orphan2 = tmp_path / f".ckpt-tmp-{host_tag()}-{os.getpid()}-def456-last.ckpt"  # a live writer's, kept
+    orphan2.write_bytes(b"")
+    with pytest.raises(FileNotFoundError) as info:
+        AtomicCheckpointIO().load_checkpoint(tmp_path / "last.ckpt")
+    assert "['best.ckpt']" in str(info.value) and ".ckpt-tmp" not in str(info.value)
+    (tmp_path / "last.ckpt").write_bytes(b"truncated")
+    with pytest.raises(UnreadableCheckpointError) as info:
+        AtomicCheckpointIO().load_checkpoint(tmp_path / "last.ckpt")
+    assert "best.ckpt" in str(info.value) and ".ckpt-tmp" not in str(info.value)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_checkpoint_files_follow_the_umask(tmp_path: Path, umask: int) -> None:
+    previous = os.umask(umask)
+    try:
+        AtomicCheckpointIO().save_checkpoint(_checkpoint(1), tmp_path / "last.ckpt")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "last.ckpt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_plain_state_dict_or_newer_format_is_refused_clearly(tmp_path: Path) -> None:
+    plain = tmp_path / "weights.ckpt"
+    torch.save({"model.0.conv.weight": torch.zeros(2)}, plain)
+    with pytest.raises(NotATrainingCheckpointError, match="not a training checkpoint.*--model.weights"):
+        AtomicCheckpointIO().load_checkpoint(plain)
+    newer = tmp_path / "newer.ckpt"
+    torch.save({**_checkpoint(1), FORMAT_KEY: 99}, newer)
+    with pytest.raises(NotATrainingCheckpointError, match="format 99.*up to 1"):
+        AtomicCheckpointIO().load_checkpoint(newer)

@@ -4,7 +4,8 @@
 ``train.py`` subprocess. One epoch of DDP training writes ``last.ckpt``; that
 checkpoint is then validated with 1 and with 2 processes. The shipped validation split has 17
 images (9 + 8 over two ranks): the unpadded validation sampler must give each image to exactly one
-rank and the gathered metric must equal the single-process figures bit for bit. Lightning's
+rank and the gathered metric must equal the single-process figures bit for bit; the validation
+losses (image-weighted sums reduced over processes) must equal them to a relative 1e-6. Lightning's
 default padding sampler would count an image twice and change mAP. ``val_conf 0`` at 320 px keeps
 every detection of the barely trained model, so the figures are small but non-zero. (``--trainer.sync_batchnorm``
 is for GPUs: torch's SyncBatchNorm refuses CPU modules.)
@@ -26,6 +27,7 @@ from robustness_helpers import ROOT, tiny_cli_args
 pytestmark = pytest.mark.slow
 
 METRICS = ("val/mAP50-95", "val/mAP50", "val/mAP75", "val/precision", "val/recall")
+LOSSES = ("val/box_loss", "val/cls_loss", "val/dfl_loss")
 
 
 def _train_py(args: list[str], timeout: float = 400.0) -> str:
@@ -44,7 +46,7 @@ def _logged_metrics(log_root: Path) -> dict[str, str]:
     with metrics_file.open() as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("val/mAP50-95")]
     assert len(rows) == 1, rows
-    return {name: rows[0][name] for name in METRICS}
+    return {name: rows[0][name] for name in METRICS + LOSSES}
 
 
 def _distributed(processes: int) -> list[str]:
@@ -76,4 +78,7 @@ def test_ddp_trains_and_validation_equals_single_process(tmp_path: Path) -> None
         assert re.search(r"^\s+all\s+17\s+72\s", output, re.MULTILINE), output[-3000:]
         figures[processes] = _logged_metrics(root / "logs")
     assert float(figures[1]["val/mAP50"]) > 0 and float(figures[1]["val/recall"]) > 0, figures
-    assert figures[2] == figures[1]
+    assert {k: figures[2][k] for k in METRICS} == {k: figures[1][k] for k in METRICS}
+    # the losses are image-weighted over both processes (9 + 8 images), not a mean of the two means
+    for name in LOSSES:
+        assert float(figures[2][name]) == pytest.approx(float(figures[1][name]), rel=1e-6, abs=0), name

@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from yolo11_lightning.data.augment import AugmentConfig
-from yolo11_lightning.data.config import list_image_files, load_data_config
+from yolo11_lightning.data.config import find_image_files, load_data_config
 from yolo11_lightning.data.dataset import YOLODataset, collate
 from yolo11_lightning.data.samplers import RectTrainingSampler, TrainingSampler, ValidationSampler
 from yolo11_lightning.data.scan import ScanSummary, scan_split
@@ -109,6 +109,8 @@ class YOLODataModule(pl.LightningDataModule):
         fraction: Train on this fraction of the training images: a fixed subset of
             ``round(fraction * N)`` images drawn once from ``seed`` (the same every epoch and on every
             process; the reference takes the first files instead). Evaluation splits stay whole.
+        strict_labels: Make it an error (instead of a warning) when more than half of a split's
+            images have no label file, e.g. a missing or misnamed ``labels`` folder.
     """
 
     def __init__(
@@ -143,6 +145,7 @@ class YOLODataModule(pl.LightningDataModule):
         fraction: float = 1.0,
         disk_cache: bool = False,
         rect_train: bool = False,
+        strict_labels: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -175,17 +178,20 @@ class YOLODataModule(pl.LightningDataModule):
         self.val_batch_size = self._val_batch_size or 2 * batch_size
 
     # ----------------------------------------------------------------------------------------- setup
-    def _dataset(self, split: str) -> YOLODataset:
+    def _dataset(self, split: str, expect_labels: bool = True) -> YOLODataset:
         if split not in self.datasets:
             if split not in self.config.splits:
                 raise UserError(f"{self.config.yaml_path}: no '{split}' split")
             sources = self.config.splits[split]
-            files = list_image_files(sources)
+            listing = find_image_files(sources)
+            files = listing.files
             if split == "train" and self.hparams.fraction < 1.0:
                 files = fraction_subset(files, self.hparams.fraction, self.hparams.seed)
             records, summary = scan_split(
-                files, self.config.num_classes, split, ", ".join(map(str, sources)), use_cache=self.hparams.scan_cache
-            )
+                files, self.config.num_classes, split, ", ".join(map(str, sources)), use_cache=self.hparams.scan_cache,
+                listed_duplicates=listing.duplicates, expect_labels=expect_labels,
+                strict_labels=self.hparams.strict_labels,
+            )  # fmt: skip
             if self.hparams.single_cls:
                 records = [replace(r, classes=np.zeros_like(r.classes)) for r in records]
             self.summaries[split] = summary
@@ -208,8 +214,9 @@ class YOLODataModule(pl.LightningDataModule):
         )
         for split in wanted:
             if split == "val" and stage == "fit" and "val" not in self.config.splits:
-                continue  # training without validation
-            self._dataset(split)
+                rank_zero_info(f"{self.config.yaml_path} has no 'val' split: training without validation")
+                continue
+            self._dataset(split, expect_labels=stage != "predict")
 
     # ------------------------------------------------------------------------------ mosaic switch
     def mosaic_enabled(self, epoch: int) -> bool:
@@ -310,8 +317,11 @@ class YOLODataModule(pl.LightningDataModule):
         )
         return self._loader(dataset, sampler, self.val_batch_size)
 
-    def val_dataloader(self) -> DataLoader:
-        """Every validation image exactly once across processes, letterboxed (rect batches)."""
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """Every validation image exactly once across processes, letterboxed (rect batches); no
+        loader (validation skipped) when ``data.yaml`` declares no ``val`` split."""
+        if "val" not in self.config.splits:
+            return []
         return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:

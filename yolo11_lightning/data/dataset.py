@@ -4,11 +4,17 @@ A sample is built from a ``SampleRequest`` (or a bare index). Training samples d
 choice from ``numpy.random.default_rng([seed, epoch, index])``, so a sample is the same whichever
 worker or process builds it. Evaluation samples are letterboxed to the requested shape and carry
 the mapping back to original pixels.
+
+An image that passed the scan but fails to decode at run time (it changed on disk) never stops a
+run: it is logged and counted in ``YOLODataset.unreadable`` (per process); a training sample is
+built from the next image of the split instead, an evaluation or predict sample is left out of
+its batch (``collate`` drops it; a batch left empty becomes ``None`` and is skipped).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -32,12 +38,18 @@ from yolo11_lightning.data.batch import Batch
 from yolo11_lightning.data.samplers import SampleRequest
 from yolo11_lightning.data.scan import ImageRecord
 from yolo11_lightning.inference.preprocess import (
+    UnreadableImageError,
     letterbox,
     letterbox_with_mapping,
     read_image,
     resize_long_side,
     stack_images,
 )
+
+log = logging.getLogger(__name__)
+
+MAX_SUBSTITUTIONS = 16
+"""Training: how many following images are tried in place of one that fails to decode at run time."""
 
 
 DISK_CACHE_DIR = ".yolo11-lightning-cache"
@@ -84,6 +96,7 @@ class YOLODataset(Dataset):
         self.buffer_size = buffer_size
         self.extras = PixelExtras(augment.extras_p) if augment is not None else None
         self._buffer: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.unreadable: dict[str, str] = {}  # path -> reason, images that failed to decode at run time
         self._ram: list[np.ndarray] | None = None
         if cache_images:
             with ThreadPoolExecutor(8) as pool:
@@ -98,9 +111,21 @@ class YOLODataset(Dataset):
         return np.array([(r.height, r.width) for r in self.records], dtype=np.int64).reshape(-1, 2)
 
     def _decode(self, index: int) -> np.ndarray:
-        if self.disk_cache:
-            return self._decode_through_disk_cache(index)
-        return resize_long_side(read_image(str(self.records[index].path)), self.imgsz)
+        path = str(self.records[index].path)
+        try:
+            if self.disk_cache:
+                return self._decode_through_disk_cache(index)
+            return resize_long_side(read_image(path), self.imgsz)
+        except (UnreadableImageError, FileNotFoundError) as error:
+            if path not in self.unreadable:
+                self.unreadable[path] = str(error)
+                log.warning(
+                    "skipping %s (%d image(s) unreadable at run time in this process; changed since the scan?)",
+                    error, len(self.unreadable),
+                )  # fmt: skip
+            if not isinstance(error, UnreadableImageError):
+                raise UnreadableImageError(f"cannot read image {path}: {error.strerror or error}") from error
+            raise
 
     def disk_cache_path(self, index: int) -> Path:
         """Where image ``index``'s decoded pixels are cached (see ``disk_cache``)."""
@@ -176,7 +201,7 @@ class YOLODataset(Dataset):
             image, boxes = flip_horizontal(image, boxes)
         return image, classes, boxes
 
-    def __getitem__(self, request: int | SampleRequest) -> dict[str, Any]:
+    def __getitem__(self, request: int | SampleRequest) -> dict[str, Any] | None:
         """Build one sample.
 
         Args:
@@ -187,18 +212,30 @@ class YOLODataset(Dataset):
             ``classes`` int64 ``(n,)``, ``boxes`` float32 ``(n, 4)`` normalised ``cx, cy, w, h`` of
             the output image, ``image_id``, ``orig_shape`` ``(h, w)``, ``ratio_pad`` ``(gain_x,
             gain_y, pad_x, pad_y)`` (identity ``(1, 1, 0, 0)`` for augmented samples) and ``path``.
+            ``None`` for an evaluation image that no longer decodes (see the module docstring).
         """
         if not isinstance(request, SampleRequest):
             request = SampleRequest(int(request))
-        record = self.records[request.index]
         if self.augment is not None:
-            image, classes, boxes = self._train_sample(request)
+            for attempt in range(MAX_SUBSTITUTIONS + 1):
+                try:
+                    image, classes, boxes = self._train_sample(request)
+                    break
+                except UnreadableImageError:
+                    if attempt == MAX_SUBSTITUTIONS:
+                        raise
+                    # the next image instead, with partners drawn from its own seed
+                    request = request._replace(index=(request.index + 1) % len(self.records), partners=None)
             ratio_pad = (1.0, 1.0, 0.0, 0.0)
+            record = self.records[request.index]
         else:
+            record = self.records[request.index]
             shape = request.shape or (self.imgsz, self.imgsz)
-            image, ratio_pad = letterbox_with_mapping(
-                self.load_image(request.index), (record.height, record.width), shape, scaleup=False
-            )
+            try:
+                loaded = self.load_image(request.index)
+            except UnreadableImageError:
+                return None
+            image, ratio_pad = letterbox_with_mapping(loaded, (record.height, record.width), shape, scaleup=False)
             classes = record.classes
             boxes = _to_input(self._pixel_boxes(request.index, record.width, record.height), ratio_pad[:2], ratio_pad[2:])
         height, width = image.shape[:2]
@@ -218,12 +255,16 @@ class YOLODataset(Dataset):
         }
 
 
-def collate(samples: list[dict[str, Any]]) -> Batch:
+def collate(samples: list[dict[str, Any] | None]) -> Batch | None:
     """Stack samples into a :class:`~yolo11_lightning.data.batch.Batch`.
 
     The images go from ``(H, W, 3)`` BGR to one ``uint8 (B, 3, H, W)`` RGB tensor in a single copy;
     the targets ``float32 (N, 6)`` rows ``(image_index, class, cx, cy, w, h)`` are built in one go.
+    ``None`` samples (images that failed to decode) are dropped; ``None`` when none is left.
     """
+    samples = [sample for sample in samples if sample is not None]
+    if not samples:
+        return None
     counts = [len(sample["classes"]) for sample in samples]
     targets = np.empty((sum(counts), 6), dtype=np.float32)
     targets[:, 0] = np.repeat(np.arange(len(samples)), counts)

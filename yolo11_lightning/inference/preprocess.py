@@ -1,7 +1,7 @@
 """Pre-processing shared by training, validation, predict and the Python API.
 
-Decode (EXIF-oriented 8-bit BGR), resize, letterbox to the network's stride, and stack into the
-``uint8 (B, 3, H, W)`` RGB input. Every path that feeds the network goes through these functions,
+Decode (EXIF-oriented 8-bit BGR; the one decoder lives in ``decode.py`` and is re-exported here),
+resize, letterbox to the network's stride, and stack into the ``uint8 (B, 3, H, W)`` RGB input. Every path that feeds the network goes through these functions,
 so an image is prepared the same way whether it is validated, predicted from the command line or
 passed to :class:`~yolo11_lightning.inference.detector.Detector`.
 """
@@ -15,21 +15,21 @@ import cv2
 import numpy as np
 import torch
 
+from yolo11_lightning.inference.decode import UnreadableImageError, read_image
+
+__all__ = [
+    "PAD_VALUE",
+    "UnreadableImageError",
+    "letterbox",
+    "letterbox_with_mapping",
+    "read_image",
+    "resize_long_side",
+    "stack_images",
+    "to_float_input",
+]
+
 PAD_VALUE = 114
 """Grey value of the letterbox padding (and of the mosaic canvas)."""
-
-
-def read_image(path: str) -> np.ndarray:
-    """Decode an image to 8-bit BGR, applying EXIF orientation (grey, alpha and 16-bit converted).
-
-    Raises:
-        FileNotFoundError: If the file cannot be read or decoded.
-    """
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path} (changed since the scan?)")
-    return image
 
 
 def resize_long_side(image: np.ndarray, size: int) -> np.ndarray:

@@ -54,6 +54,39 @@ class UnreadableCheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be deserialised (truncated, corrupt, not a checkpoint)."""
 
 
+class NotATrainingCheckpointError(ValueError):
+    """A readable file given as a checkpoint that is no Lightning training checkpoint (e.g. a state dict)."""
+
+
+FORMAT_KEY = "yolo11_lightning_format"
+FORMAT_VERSION = 1
+"""Version of the checkpoint layout written by ``YOLOModule`` (EMA, ``yolo_state``, architecture).
+Checkpoints without the key predate it and have the same layout as version 1. Bump it when the
+layout changes, and teach :func:`check_format_version` (or a converter) to read the old one; the
+committed ``tests/training/data/format_v1.ckpt`` must keep validating and resuming."""
+
+
+def check_format_version(checkpoint: dict[str, Any], path: _PATH) -> None:
+    """Refuse a checkpoint written in a newer layout than this code reads.
+
+    Raises:
+        NotATrainingCheckpointError: if its format version is newer than :data:`FORMAT_VERSION`.
+    """
+    version = checkpoint.get(FORMAT_KEY, 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise NotATrainingCheckpointError(
+            f"{path} has checkpoint format {version!r}; this version of yolo11_lightning reads formats up to "
+            f"{FORMAT_VERSION}: update the package"
+        )
+
+
+def _current_umask() -> int:
+    """The process's file-creation mask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _is_local(path: _PATH) -> bool:
     """Whether ``path`` lives on the local filesystem (where atomic rename and fsync apply)."""
     return isinstance(get_filesystem(path), LocalFileSystem)
@@ -150,7 +183,9 @@ def find_previous_good_checkpoint(
     if not directory.is_dir():
         return None
     candidates = [
-        p for p in directory.iterdir() if p.suffix == CHECKPOINT_SUFFIX and p.is_file() and p.resolve() != path.resolve()
+        p
+        for p in directory.iterdir()
+        if p.suffix == CHECKPOINT_SUFFIX and p.is_file() and not is_temp_file(p) and p.resolve() != path.resolve()
     ]
     candidates.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     for candidate in candidates[:max_candidates]:
@@ -231,6 +266,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._clean_once(directory)
         fd, temp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{host_tag()}-{os.getpid()}-", suffix=f"-{target.name}", dir=directory)
         try:
+            os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp creates 0600; checkpoints follow the umask
             with os.fdopen(fd, "wb") as file:
                 self.write_payload(checkpoint, file)
                 file.flush()
@@ -263,12 +299,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         Raises:
             FileNotFoundError: if ``path`` does not exist (the message lists the directory's checkpoints).
             UnreadableCheckpointError: if the file cannot be deserialised.
+            NotATrainingCheckpointError: if it is no Lightning checkpoint (a plain state dict) or
+                has a newer format version.
         """
         if not _is_local(path):
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         target = Path(path)
         if not target.is_file():
-            siblings = sorted(p.name for p in target.parent.glob(f"*{CHECKPOINT_SUFFIX}")) if target.parent.is_dir() else []
+            siblings = (
+                sorted(p.name for p in target.parent.glob(f"*{CHECKPOINT_SUFFIX}") if not is_temp_file(p))
+                if target.parent.is_dir()
+                else []
+            )
             raise FileNotFoundError(f"Checkpoint file not found: {target}. Checkpoints in that directory: {siblings}")
         self._clean_once(target.parent)
         try:
@@ -278,6 +320,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if not isinstance(checkpoint, dict):
             error = TypeError(f"expected a dict, got {type(checkpoint).__name__}")
             raise UnreadableCheckpointError(unreadable_checkpoint_message(path, error, weights_only))
+        if "state_dict" not in checkpoint or "pytorch-lightning_version" not in checkpoint:
+            raise NotATrainingCheckpointError(
+                f"{path} is not a training checkpoint of this package (no Lightning state: a plain state dict or "
+                "weights file?). Use it as weights with --model.weights instead of --ckpt_path."
+            )
+        check_format_version(checkpoint, path)
         return checkpoint
 
     def remove_checkpoint(self, path: _PATH) -> None:

@@ -16,7 +16,9 @@ Defaults added to Lightning's:
     * ``time_budget`` (``TimeBudget``): ``--time_budget.hours 1.5`` re-plans the epochs (and so the
       LR schedule and close_mosaic) from the measured epoch time, as the reference's ``time``;
     * ``resume`` (``ExactResume``): ``fit --ckpt_path last.ckpt`` continues bit for bit (per-batch
-      RNG seeding, pending gradients; ``--resume.num_threads`` pins intra-op threads).
+      RNG seeding, pending gradients; ``--resume.num_threads`` pins intra-op threads);
+    * ``signals`` (``SaveOnSignal``): SIGTERM/SIGINT save ``last.ckpt`` at the next step boundary
+      and exit with status 4 (``yolo11_lightning.exit_codes``), so schedulers requeue.
 
 Not offered: Lightning's automatic ``--optimizer``/``--lr_scheduler`` options. The recipe builds
 its own optimizer and writes its warmup and schedule into it every step, so those options would be
@@ -58,6 +60,7 @@ from yolo11_lightning.training.errors import register_exit_code, run_with_exit_c
 from yolo11_lightning.training.module import NonFiniteTrainingError, YOLOModule
 from yolo11_lightning.training.resume import ExactResume
 from yolo11_lightning.training.time_budget import TimeBudget
+from yolo11_lightning.training.signals import SaveOnSignal
 
 register_exit_code(NonFiniteTrainingError, ExitCode.DIVERGED)
 
@@ -184,6 +187,7 @@ class YOLOCLI(LightningCLI):
         parser.add_lightning_class_args(ExactResume, "resume")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.add_lightning_class_args(TimeBudget, "time_budget")
+        parser.add_lightning_class_args(SaveOnSignal, "signals")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.names", "model.class_names", apply_on="instantiate")

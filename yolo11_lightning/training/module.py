@@ -14,6 +14,7 @@ from yolo11_lightning.inference.postprocess import NMSSettings, detect
 from yolo11_lightning.inference.preprocess import to_float_input
 from yolo11_lightning.inference.results import Detections
 from yolo11_lightning.nn.model import DetectionModel
+from yolo11_lightning.training.checkpoint import FORMAT_KEY, FORMAT_VERSION, check_format_version
 from yolo11_lightning.training.checkpoint_state import (
     architecture_of,
     check_architecture,
@@ -22,6 +23,8 @@ from yolo11_lightning.training.checkpoint_state import (
 from yolo11_lightning.training.compiled import CompiledNetwork
 from yolo11_lightning.training.ema import ModelEMA
 from yolo11_lightning.training.errors import UserError
+from yolo11_lightning.training.epoch_means import EpochLossMeans
+from yolo11_lightning.training.guards import DivergenceGuard, TrainingDivergedError, last_good_checkpoint
 from yolo11_lightning.training.metrics import DetectionMetrics, DetectionResults
 from yolo11_lightning.training.multi_scale import multi_scale_size, resize_batch
 from yolo11_lightning.training.optim import (
@@ -38,7 +41,7 @@ from yolo11_lightning.training.optim import (
 )
 
 
-class NonFiniteTrainingError(RuntimeError):
+class NonFiniteTrainingError(TrainingDivergedError):
     """Raised when too many consecutive optimizer steps had a non-finite loss or gradient."""
 
 
@@ -87,6 +90,13 @@ class YOLOModule(LightningModule):
         predict_iou: NMS IoU threshold in predict.
         max_nonfinite_steps: stop the run after this many consecutive optimizer steps skipped for a
             non-finite loss or gradient.
+        divergence_min_loss: stop (``TrainingDivergedError``) when a batch's loss falls to this value
+            or below (saturated outputs; see ``training/guards.py`` for every divergence rule).
+        divergence_spike_factor: stop when a batch's loss exceeds this multiple of its running mean.
+        divergence_max_grad_norm: stop when the total gradient norm before clipping exceeds this
+            value per image of the optimizer step.
+        divergence_max_weight: refuse to save a checkpoint (and stop) when a trainable weight's
+            absolute value exceeds this (non-finite weights are always refused).
         channels_last: run the network in channels-last memory format (faster convolutions on CPU).
         compile: run the network through ``torch.compile`` for training and evaluation (checkpoint
             keys unchanged; falls back to eager with a warning where the compiler is missing).
@@ -128,6 +138,10 @@ class YOLOModule(LightningModule):
         predict_conf: float = 0.25,
         predict_iou: float = 0.7,
         max_nonfinite_steps: int = 10,
+        divergence_min_loss: float = 1e-6,
+        divergence_spike_factor: float = 1e3,
+        divergence_max_grad_norm: float = 1e4,
+        divergence_max_weight: float = 1e4,
         channels_last: bool = False,
         compile: bool = False,
         compile_backend: str = "inductor",
@@ -172,6 +186,14 @@ class YOLOModule(LightningModule):
         self.nonfinite_consecutive = 0
         self._skip_current_step = False  # a loss or gradient of the current window was not finite
         self._scaler_skipped = False  # the GradScaler skips the current step (16-mixed overflow)
+        self.guard = DivergenceGuard(
+            min_loss=divergence_min_loss, spike_factor=divergence_spike_factor,
+            max_grad_norm=divergence_max_grad_norm, max_weight=divergence_max_weight,
+        )  # fmt: skip
+        self._diverged = ""  # why the current accumulation window diverged ("" when it did not)
+        self._window_images = 0  # images in the current accumulation window (gradient-norm bound)
+        self._eval_loss_sums = torch.zeros(4, dtype=torch.float64)  # box, cls, dfl (x images), images
+        self.epoch_losses = EpochLossMeans()
 
     # ----------------------------------------------------------------------------------- plumbing
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> YOLOModule:
@@ -267,6 +289,8 @@ class YOLOModule(LightningModule):
         loss = loss * self.trainer.world_size
         if not bool(torch.isfinite(loss.detach())):
             self._skip_current_step = True
+        self._diverged = self._diverged or self.guard.check_loss(float(components.total()))
+        self._window_images += images.shape[0] * self.trainer.world_size
         # Backward also for a non-finite loss: under DDP every process must join the gradient
         # all-reduce; the poisoned gradients are dropped in on_before_optimizer_step.
         self.manual_backward(loss)
@@ -277,10 +301,13 @@ class YOLOModule(LightningModule):
             self.last_optimizer_iteration = iteration
 
         batch_size = images.shape[0]
-        log = dict(prog_bar=False, on_step=True, on_epoch=True, batch_size=batch_size)
-        self.log("train/loss", components.total(), prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        self.epoch_losses.start(self.current_epoch)  # a new epoch resets; a resumed one keeps its sums
+        self.epoch_losses.update(components.as_tensor(), batch_size)
+        # step values here; the epoch means (exact across a mid-epoch resume) in on_train_epoch_end
+        log = dict(prog_bar=False, on_step=True, on_epoch=False, batch_size=batch_size)
+        self.log("train/loss_step", components.total(), **{**log, "prog_bar": True})
         for name, value in components._asdict().items():
-            self.log(f"train/{name}_loss", value, **log)
+            self.log(f"train/{name}_loss_step", value, **log)
         self.log("train/lr_bias", settings.lrs[0], on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("train/lr", settings.lrs[1], on_step=True, on_epoch=False, batch_size=batch_size)
         self.log("train/momentum", settings.momentum, on_step=True, on_epoch=False, batch_size=batch_size)
@@ -300,6 +327,13 @@ class YOLOModule(LightningModule):
         size = multi_scale_size(max(images.shape[2:]), stride, seed, self.current_epoch, batch_idx)
         return resize_batch(images, size, stride)
 
+    def on_train_epoch_end(self) -> None:
+        """Log ``train/loss_epoch`` and ``train/{box,cls,dfl}_loss_epoch`` over every image of the epoch."""
+        strategy = self.trainer.strategy
+        reduce = (lambda t: strategy.reduce(t.to(self.device), reduce_op="sum").cpu()) if self.trainer.world_size > 1 else None
+        for name, value in self.epoch_losses.means(reduce).items():
+            self.log(f"train/{name}_epoch", value, on_step=False, on_epoch=True, sync_dist=False)
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip the (already unscaled) gradients; drop them all when the step must be skipped.
 
@@ -315,16 +349,30 @@ class YOLOModule(LightningModule):
                 self._scaler_skipped = True
             else:
                 self._skip_current_step = True
+        elif parameters:
+            # the norm clipping computed anyway: no extra pass over the gradients
+            self._diverged = self._diverged or self.guard.check_grad_norm(float(total_norm), self._window_images)
+        self._window_images = 0
         if self.trainer.world_size > 1:  # every process takes the same decision
-            self._skip_current_step = bool(
-                self.trainer.strategy.reduce_boolean_decision(self._skip_current_step, all=False)
-            )
+            strategy = self.trainer.strategy
+            self._skip_current_step = bool(strategy.reduce_boolean_decision(self._skip_current_step, all=False))
+            if strategy.reduce_boolean_decision(bool(self._diverged), all=False) and not self._diverged:
+                self._diverged = "another process diverged"
         if self._skip_current_step:
             for parameter in parameters:
                 parameter.grad = None
 
+    def _stop_diverged(self, reason: str, error: type[TrainingDivergedError] = TrainingDivergedError) -> None:
+        raise error(
+            f"training diverged at epoch {self.current_epoch}, step {self.global_step}: {reason}. No checkpoint is "
+            f"written from these weights. {last_good_checkpoint(self.trainer)} (or check the data, or use 32-bit precision)."
+        )
+
     def _finish_step(self) -> None:
-        """Bookkeeping after an optimizer step: EMA update or non-finite accounting."""
+        """Bookkeeping after an optimizer step: divergence stop, EMA update or non-finite accounting."""
+        if self._diverged:
+            reason, self._diverged = self._diverged, ""
+            self._stop_diverged(reason)
         if self._scaler_skipped and not self._skip_current_step:
             self._scaler_skipped = False
             return
@@ -335,10 +383,9 @@ class YOLOModule(LightningModule):
             self.nonfinite_consecutive += 1
             limit = self.hparams.max_nonfinite_steps
             if self.nonfinite_consecutive >= limit:
-                raise NonFiniteTrainingError(
-                    f"{self.nonfinite_consecutive} consecutive optimizer steps had a non-finite loss or gradient "
-                    f"(epoch {self.current_epoch}, step {self.global_step}); stopping. The last saved checkpoint is "
-                    "intact: lower lr0, check the data, or use 32-bit precision."
+                self._stop_diverged(
+                    f"{self.nonfinite_consecutive} consecutive optimizer steps had a non-finite loss or gradient",
+                    NonFiniteTrainingError,
                 )
             return
         self.nonfinite_consecutive = 0
@@ -361,6 +408,7 @@ class YOLOModule(LightningModule):
     def on_validation_epoch_start(self) -> None:
         """Start a fresh evaluation."""
         self.metrics.reset()
+        self._eval_loss_sums.zero_()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         """EMA model, NMS, map to original pixels, metric update (and the validation loss)."""
@@ -373,6 +421,7 @@ class YOLOModule(LightningModule):
     def on_test_epoch_start(self) -> None:
         """Start a fresh evaluation."""
         self.metrics.reset()
+        self._eval_loss_sums.zero_()
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         """As :meth:`validation_step`, logged under ``test/``."""
@@ -382,19 +431,33 @@ class YOLOModule(LightningModule):
         """Compute, log and print the test results."""
         self._evaluation_end("test")
 
-    def _evaluation_step(self, batch: Batch, stage: str) -> None:
+    def _evaluation_step(self, batch: Batch | None, stage: str) -> None:
+        if batch is None:  # every image of the batch failed to decode at run time (logged by the dataset)
+            return
         images = self._images(batch)
         decoded, raw_maps = self._eval_network(images)
         if batch.has_labels:
             _, components = self.loss_fn(raw_maps, batch.targets)
-            kwargs = dict(on_step=False, on_epoch=True, batch_size=images.shape[0], sync_dist=True)
-            for name, value in components._asdict().items():
-                self.log(f"{stage}/{name}_loss", value, **kwargs)
+            # image-weighted sums (box, cls, dfl, images), reduced over processes once at the end
+            count = images.shape[0]
+            self._eval_loss_sums += torch.cat([components.as_tensor().double().cpu() * count, torch.tensor([count], dtype=torch.float64)])
         predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.val_nms)
         gt_boxes, gt_labels = batch.ground_truth()
         self.metrics.update(batch.image_ids, predictions, gt_boxes, gt_labels)
 
+    def _log_evaluation_losses(self, stage: str) -> None:
+        """Log the image-weighted mean losses over every process's images (exact with uneven shards:
+        a plain ``sync_dist`` mean would weight each process's mean equally)."""
+        sums = self._eval_loss_sums.clone()
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
+        if float(sums[3]) > 0:
+            means = (sums[:3] / sums[3]).float()
+            for name, value in zip(("box", "cls", "dfl"), means):
+                self.log(f"{stage}/{name}_loss", value, on_step=False, on_epoch=True, sync_dist=False)
+
     def _evaluation_end(self, stage: str) -> None:
+        self._log_evaluation_losses(stage)
         results = self.metrics.compute()
         self.metrics.reset()
         self.log_dict(results.as_log_dict(stage), sync_dist=False)
@@ -414,8 +477,10 @@ class YOLOModule(LightningModule):
             )
 
     # ------------------------------------------------------------------------------------ predict
-    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
+    def predict_step(self, batch: Batch | None, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
         """Detections per image in original pixels (the EMA weights, :attr:`predict_nms`)."""
+        if batch is None:  # every image of the batch failed to decode at run time (logged by the dataset)
+            return []
         decoded, _ = self._eval_network(self._images(batch))
         predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.predict_nms)
         names = dict(self.model.names)
@@ -428,7 +493,17 @@ class YOLOModule(LightningModule):
 
     # -------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add the EMA weights and count, the model architecture and the optimisation counters."""
+        """Add the EMA weights and count, the model architecture and the optimisation counters.
+
+        Raises:
+            TrainingDivergedError: if the weights (raw or EMA) are not finite or beyond
+                ``divergence_max_weight``: the checkpoint is not written (``last.ckpt`` keeps the
+                last good state).
+        """
+        reason = self.guard.check_weights(self.model) or self.guard.check_weights(self.ema.module, trainable_only=False)
+        if reason:
+            self._stop_diverged(reason)
+        checkpoint[FORMAT_KEY] = FORMAT_VERSION
         checkpoint["ema_state_dict"] = self.ema.state_dict()
         checkpoint["ema_updates"] = self.ema.updates
         checkpoint["model_config"] = architecture_of(self.model)
@@ -437,10 +512,13 @@ class YOLOModule(LightningModule):
             "last_optimizer_iteration": self.last_optimizer_iteration,
             "nonfinite_skipped": self.nonfinite_skipped,
             "nonfinite_consecutive": self.nonfinite_consecutive,
+            "guard": self.guard.state_dict(),
+            "epoch_losses": self.epoch_losses.state_dict(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another architecture; restore the EMA and the counters."""
+        """Refuse a checkpoint of a newer format or another architecture; restore the EMA and the counters."""
+        check_format_version(checkpoint, "the checkpoint")
         check_architecture(checkpoint, self.model)
         if "ema_state_dict" in checkpoint:
             self.ema.load_state_dict(checkpoint["ema_state_dict"], checkpoint.get("ema_updates", 0))
@@ -452,6 +530,8 @@ class YOLOModule(LightningModule):
         self.last_optimizer_iteration = int(state.get("last_optimizer_iteration", -1))
         self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
         self.nonfinite_consecutive = int(state.get("nonfinite_consecutive", 0))
+        self.guard.load_state_dict(state.get("guard", {}))
+        self.epoch_losses.load_state_dict(state.get("epoch_losses", {}))
         if "class_names" in checkpoint:
             self.model.names = dict(checkpoint["class_names"])
             self.ema.module.names = dict(checkpoint["class_names"])
