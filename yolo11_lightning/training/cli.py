@@ -8,7 +8,10 @@ Defaults added to Lightning's:
       original pixels) into the run directory;
     * the data module's ``num_classes`` and ``names`` are linked into the model, and its
       ``batch_size`` into the model's nominal-batch arithmetic;
-    * a CSV logger under ``runs/``;
+    * a CSV logger (:class:`~.run_folder.RunCSVLogger`) under ``--trainer.default_root_dir``
+      (default ``runs/``): ``<root>/<name>/version_<n>/`` holds the logs, checkpoints and figures;
+      ``fit --ckpt_path <run>/checkpoints/last.ckpt`` alone continues in that folder with its saved
+      config; a logger whose package is missing is one line on stderr and exit code 2;
     * ``AtomicCheckpointIO``: checkpoints written atomically (temp file in the checkpoint's
       directory, fsync, rename); resuming from an unreadable file names the previous good one;
     * ``resume`` (``ExactResume``): ``fit --ckpt_path last.ckpt`` continues bit for bit (per-batch
@@ -18,6 +21,8 @@ Defaults added to Lightning's:
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,8 +31,11 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from yolo11_lightning.data.datamodule import YOLODataModule
+from yolo11_lightning.training.logger_check import check_logger_installed
 from yolo11_lightning.training.module import YOLOModule
+from yolo11_lightning.training.quiet import silence_known_noise, silence_resume_noise
 from yolo11_lightning.training.resume import ExactResume
+from yolo11_lightning.training.run_folder import point_logger_at_run, resume_arguments, run_folder_of
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -93,12 +101,14 @@ class YOLOCLI(LightningCLI):
     """
 
     def __init__(self, args: Sequence[str] | dict[str, Any] | None = None, run: bool = True, **kwargs: Any) -> None:
+        silence_known_noise()
+        if not isinstance(args, dict):  # fit --ckpt_path <run>/checkpoints/last.ckpt: the run's own config
+            args = resume_arguments(sys.argv[1:] if args is None else args)
         trainer_defaults = {
             "max_epochs": 100,
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": "runs", "name": "yolo11"},
-            },
+            "default_root_dir": "runs",
+            # save_dir None: the trainer's default_root_dir (filled in by before_instantiate_classes).
+            "logger": {"class_path": "yolo11_lightning.training.run_folder.RunCSVLogger", "init_args": {"name": "yolo11"}},
             # Atomic, fsync'ed checkpoint writes; unreadable checkpoints name the previous good one.
             "plugins": [{"class_path": "yolo11_lightning.training.checkpoint.AtomicCheckpointIO"}],
         }
@@ -114,6 +124,26 @@ class YOLOCLI(LightningCLI):
             seed_everything_default=0,
             **kwargs,
         )
+
+    def before_instantiate_classes(self) -> None:
+        """Put the logs where they belong and check that the chosen logger's package is installed.
+
+        The default logger's ``save_dir`` follows ``--trainer.default_root_dir`` (absolute, so that
+        a resumed run's checkpoint folder compares equal); ``fit --ckpt_path <run>/checkpoints/x.ckpt``
+        continues in ``<run>``.
+        """
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        logger = config.trainer.logger
+        check_logger_installed(logger)
+        init_args = getattr(logger, "init_args", None)
+        if init_args is not None and hasattr(init_args, "save_dir"):
+            if init_args.save_dir is None:
+                init_args.save_dir = config.trainer.default_root_dir or "runs"
+            init_args.save_dir = os.path.abspath(init_args.save_dir)
+        ckpt_path = config.get("ckpt_path") if self.subcommand == "fit" else None
+        run = run_folder_of(ckpt_path) if ckpt_path else None
+        if run is not None and point_logger_at_run(logger, run):
+            silence_resume_noise()
 
     def _parse_ckpt_path(self) -> None:
         """Keep the command line's model arguments when ``--ckpt_path`` is given.
