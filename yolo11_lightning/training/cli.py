@@ -14,6 +14,9 @@ Defaults added to Lightning's:
       config; a logger whose package is missing is one line on stderr and exit code 2;
     * ``AtomicCheckpointIO``: checkpoints written atomically (temp file in the checkpoint's
       directory, fsync, rename); resuming from an unreadable file names the previous good one;
+    * ``figures`` (:class:`~.figures.FigureWriter`; ``--figures.enabled false`` turns them off),
+      ``results_csv`` (``results.csv``, one row per epoch), ``summary`` (the model summary with
+      GFLOPs) and a progress bar with the loss parts and the last mAP50-95;
     * ``resume`` (``ExactResume``): ``fit --ckpt_path last.ckpt`` continues bit for bit (per-batch
       RNG seeding, pending gradients; ``--resume.num_threads`` pins intra-op threads).
 """
@@ -27,14 +30,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from yolo11_lightning.data.datamodule import YOLODataModule
+from yolo11_lightning.training.console import ModelSummaryPrinter, YOLOProgressBar
+from yolo11_lightning.training.figures import FigureWriter
 from yolo11_lightning.training.logger_check import check_logger_installed
 from yolo11_lightning.training.module import YOLOModule
 from yolo11_lightning.training.quiet import silence_known_noise, silence_resume_noise
 from yolo11_lightning.training.resume import ExactResume
+from yolo11_lightning.training.results_csv import ResultsCSV
 from yolo11_lightning.training.run_folder import point_logger_at_run, resume_arguments, run_folder_of
 
 
@@ -107,6 +113,7 @@ class YOLOCLI(LightningCLI):
         trainer_defaults = {
             "max_epochs": 100,
             "default_root_dir": "runs",
+            "enable_model_summary": False,  # replaced by ModelSummaryPrinter (layers, parameters, GFLOPs)
             # save_dir None: the trainer's default_root_dir (filled in by before_instantiate_classes).
             "logger": {"class_path": "yolo11_lightning.training.run_folder.RunCSVLogger", "init_args": {"name": "yolo11"}},
             # Atomic, fsync'ed checkpoint writes; unreadable checkpoints name the previous good one.
@@ -145,6 +152,16 @@ class YOLOCLI(LightningCLI):
         if run is not None and point_logger_at_run(logger, run):
             silence_resume_noise()
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer, with :class:`YOLOProgressBar` as its progress bar unless disabled or another is given."""
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        callbacks = trainer_config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        wants_bar = trainer_config.get("enable_progress_bar") is not False
+        if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks) and "callbacks" not in kwargs:
+            kwargs["callbacks"] = [*callbacks, YOLOProgressBar()]
+        return super().instantiate_trainer(**kwargs)
+
     def _parse_ckpt_path(self) -> None:
         """Keep the command line's model arguments when ``--ckpt_path`` is given.
 
@@ -179,6 +196,9 @@ class YOLOCLI(LightningCLI):
         )
         parser.add_lightning_class_args(ExactResume, "resume")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(FigureWriter, "figures")
+        parser.add_lightning_class_args(ResultsCSV, "results_csv")
+        parser.add_lightning_class_args(ModelSummaryPrinter, "summary")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size", apply_on="instantiate")

@@ -79,6 +79,8 @@ class YOLOModule(LightningModule):
         channels_last: run the network in channels-last memory format (faster convolutions on CPU).
         metric_backend: COCO evaluation backend of torchmetrics.
         print_class_table: print the per-class table after each validation/test (rank 0).
+        save_json: after each validation/test, write the predictions as COCO results JSON
+            (``predictions.json`` in the run folder; ``image_id`` is the image's index in its split).
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class YOLOModule(LightningModule):
         channels_last: bool = False,
         metric_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval",
         print_class_table: bool = True,
+        save_json: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
@@ -234,8 +237,8 @@ class YOLOModule(LightningModule):
             self.last_optimizer_iteration = iteration
 
         batch_size = images.shape[0]
-        log = dict(prog_bar=False, on_step=True, on_epoch=True, batch_size=batch_size)
-        self.log("train/loss", components.total(), prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        log = dict(prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        self.log("train/loss", components.total(), prog_bar=False, on_step=True, on_epoch=True, batch_size=batch_size)
         for name, value in components._asdict().items():
             self.log(f"train/{name}_loss", value, **log)
         self.log("train/lr_bias", settings.lrs[0], on_step=True, on_epoch=False, batch_size=batch_size)
@@ -307,9 +310,13 @@ class YOLOModule(LightningModule):
         """Start a fresh evaluation."""
         self.metrics.reset()
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        """EMA model, NMS, map to original pixels, metric update (and the validation loss)."""
-        self._evaluation_step(batch, "val")
+    def validation_step(self, batch: Batch, batch_idx: int) -> list[torch.Tensor]:
+        """EMA model, NMS, map to original pixels, metric update (and the validation loss).
+
+        Returns:
+            Per image the ``(n, 6)`` detections in original pixels (for the figure callback).
+        """
+        return self._evaluation_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         """Compute (once, DDP-exact), log and print the results."""
@@ -319,15 +326,15 @@ class YOLOModule(LightningModule):
         """Start a fresh evaluation."""
         self.metrics.reset()
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> list[torch.Tensor]:
         """As :meth:`validation_step`, logged under ``test/``."""
-        self._evaluation_step(batch, "test")
+        return self._evaluation_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         """Compute, log and print the test results."""
         self._evaluation_end("test")
 
-    def _evaluation_step(self, batch: Batch, stage: str) -> None:
+    def _evaluation_step(self, batch: Batch, stage: str) -> list[torch.Tensor]:
         images = self._images(batch)
         decoded, raw_maps = self.eval_model(images)
         if batch.has_labels:
@@ -338,16 +345,21 @@ class YOLOModule(LightningModule):
         predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.val_nms)
         gt_boxes, gt_labels = batch.ground_truth()
         self.metrics.update(batch.image_ids, predictions, gt_boxes, gt_labels)
+        return predictions
 
     def _evaluation_end(self, stage: str) -> None:
         results = self.metrics.compute()
         self.metrics.reset()
         self.log_dict(results.as_log_dict(stage), sync_dist=False)
+        # The last mAP50-95 in the progress bar (already global: no sync needed).
+        self.log("mAP50-95", results.map50_95, prog_bar=True, logger=False, sync_dist=False)
         if self.trainer.sanity_checking:
             return
         self.last_results = results
         if not self.trainer.is_global_zero:
             return
+        if self.hparams.save_json:
+            self._write_coco_json()
         epoch = f" epoch {self.current_epoch}" if self.trainer.state.fn == "fit" else ""
         if self.hparams.print_class_table:
             print(f"\n{stage}{epoch} (EMA weights, {self.ema.updates} updates):\n{results.table()}", flush=True)
@@ -357,6 +369,21 @@ class YOLOModule(LightningModule):
                 f"P {results.precision:.3f} R {results.recall:.3f} ({self.ema.updates} EMA updates)",
                 flush=True,
             )
+
+    def _write_coco_json(self) -> None:
+        """The evaluated predictions as COCO results (the same writer as predict's COCO output)."""
+        from pathlib import Path
+
+        from yolo11_lightning.inference.coco_json import write_coco_results
+
+        records = self.metrics.last_records
+        detections = [
+            Detections(path="", image_id=image_id, boxes=record[0], scores=record[1], class_ids=record[2],
+                       orig_shape=(0, 0), names=dict(self.model.names))
+            for image_id, record in sorted(records.items())
+        ]  # fmt: skip
+        path = write_coco_results(Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.json", detections)
+        print(f"COCO results JSON: {path} ({sum(len(d) for d in detections)} boxes, {len(detections)} images)", flush=True)
 
     # ------------------------------------------------------------------------------------ predict
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:

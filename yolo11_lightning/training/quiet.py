@@ -16,7 +16,7 @@ import logging
 import warnings
 
 _RANK_ZERO_LOGGER = "lightning.pytorch.utilities.rank_zero"
-_GLOBAL_METRICS = r"(val|test)/(mAP50-95|mAP50|mAP75|precision|recall)"
+_GLOBAL_METRICS = r"((val|test)/)?(mAP50-95|mAP50|mAP75|precision|recall)"
 
 
 class _DropMessages(logging.Filter):
