@@ -109,7 +109,9 @@ class YOLOCLI(LightningCLI):
     def __init__(self, args: Sequence[str] | dict[str, Any] | None = None, run: bool = True, **kwargs: Any) -> None:
         silence_known_noise()
         if not isinstance(args, dict):  # fit --ckpt_path <run>/checkpoints/last.ckpt: the run's own config
-            args = resume_arguments(sys.argv[1:] if args is None else args)
+            given = sys.argv[1:] if args is None else list(args)
+            resumed = resume_arguments(given)
+            args = resumed if (args is not None or resumed != given) else None
         trainer_defaults = {
             "max_epochs": 100,
             "default_root_dir": "runs",
@@ -132,6 +134,13 @@ class YOLOCLI(LightningCLI):
             **kwargs,
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then refuse (one line, exit code 2) a logger whose package is not installed."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand) if subcommand else self.config
+        check_logger_installed(config.trainer.logger)
+
     def before_instantiate_classes(self) -> None:
         """Put the logs where they belong and check that the chosen logger's package is installed.
 
@@ -141,7 +150,6 @@ class YOLOCLI(LightningCLI):
         """
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         logger = config.trainer.logger
-        check_logger_installed(logger)
         init_args = getattr(logger, "init_args", None)
         if init_args is not None and hasattr(init_args, "save_dir"):
             if init_args.save_dir is None:
