@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
+from yolo11_lightning.inference.render import class_colour
 from yolo11_lightning.plotting.style import class_name, new_figure
 
 
@@ -58,7 +59,8 @@ def plot_label_statistics(stats: LabelStatistics, names: dict[int, str], title: 
     figure = new_figure(16, 6)
     counts_axes, centre_axes, size_axes = figure.subplots(1, 3)
     count = len(stats.instances)
-    bars = counts_axes.bar(range(count), stats.instances, color="tab:blue", label="boxes")
+    colours = [np.array(class_colour(k, bgr=False)) / 255 for k in range(count)]  # as in the batch figures
+    bars = counts_axes.bar(range(count), stats.instances, color=colours, edgecolor="black", label="boxes")
     counts_axes.bar_label(bars, fontsize=9)
     counts_axes.set_xticks(range(count), [class_name(names, k) for k in range(count)], rotation=45 if count > 4 else 0,
                            ha="right" if count > 4 else "center")  # fmt: skip

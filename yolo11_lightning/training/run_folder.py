@@ -36,7 +36,8 @@ class RunCSVLogger(CSVLogger):
     """CSV logger into ``<save_dir>/<name>/version_<n>`` that continues an existing ``metrics.csv``.
 
     Args:
-        save_dir: root folder; ``None``: the trainer's ``default_root_dir`` (set by the CLI).
+        save_dir: root folder; ``None``: the trainer's ``default_root_dir`` (filled in by the CLI;
+            ``runs`` when the logger is built directly in Python).
         name: experiment name (a sub-folder of ``save_dir``).
         version: ``version_<n>`` (an int) or a folder name (a string); ``None``: the next free number.
         prefix: prefix of every metric key.
