@@ -8,7 +8,7 @@ import warnings
 import pytest
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
-from yolo11_lightning.training.quiet import silence_known_noise, silence_resume_noise
+from yolo11_lightning.training.quiet import silence_evaluation_noise, silence_known_noise, silence_resume_noise
 
 
 def _shown(emit) -> list[str]:  # noqa: ANN001 - a callable that warns
@@ -44,6 +44,16 @@ def test_resume_noise_is_silenced_only_when_resuming() -> None:
         warnings.simplefilter("always")
         silence_resume_noise()
         rank_zero_warn(message)
+    assert caught == []
+
+
+def test_dirpath_change_is_silenced_only_when_evaluating() -> None:
+    message = "The dirpath has changed from '/a/checkpoints' to '/b/checkpoints', therefore ..."
+    assert len(_shown(lambda: warnings.warn(message))) == 1  # in fit it means the best score is lost: shown
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_evaluation_noise()
+        warnings.warn(message)
     assert caught == []
 
 

@@ -38,7 +38,7 @@ from yolo11_lightning.training.console import ModelSummaryPrinter, YOLOProgressB
 from yolo11_lightning.training.figures import FigureWriter
 from yolo11_lightning.training.logger_check import check_logger_installed
 from yolo11_lightning.training.module import YOLOModule
-from yolo11_lightning.training.quiet import silence_known_noise, silence_resume_noise
+from yolo11_lightning.training.quiet import silence_evaluation_noise, silence_known_noise, silence_resume_noise
 from yolo11_lightning.training.resume import ExactResume
 from yolo11_lightning.training.results_csv import ResultsCSV
 from yolo11_lightning.training.run_folder import point_logger_at_run, resume_arguments, run_folder_of
@@ -159,6 +159,8 @@ class YOLOCLI(LightningCLI):
         run = run_folder_of(ckpt_path) if ckpt_path else None
         if run is not None and point_logger_at_run(logger, run):
             silence_resume_noise()
+        if self.subcommand in ("validate", "test", "predict"):
+            silence_evaluation_noise()
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer, with :class:`YOLOProgressBar` as its progress bar unless disabled or another is given."""

@@ -8,6 +8,8 @@
   processes' images and are already global (an all-reduce would only add rounding).
 * When resuming into the run's own folder: "Checkpoint directory ... exists and is not empty"
   (that is the point of resuming there); see :func:`silence_resume_noise`.
+* In ``validate``/``test``/``predict`` with a checkpoint: "The dirpath has changed ..." (the
+  checkpoint callbacks' best scores only matter when training); see :func:`silence_evaluation_noise`.
 """
 
 from __future__ import annotations
@@ -45,3 +47,8 @@ def silence_known_noise() -> None:
 def silence_resume_noise() -> None:
     """Resuming into the run's own folder: its checkpoint directory is expectedly not empty."""
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+def silence_evaluation_noise() -> None:
+    """Evaluating or predicting: the checkpoint callbacks' restored state is irrelevant."""
+    warnings.filterwarnings("ignore", message=r"The dirpath has changed from ")
