@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from yolo11_lightning.plotting.style import class_name, new_figure
 from yolo11_lightning.training.curves import RECALL_POINTS, EvaluationCurves
 
-_MAX_CLASS_LINES = 20  # more classes: thin grey lines without legend entries
+_MAX_CLASS_LINES = 10  # more classes: thin grey lines without legend entries (10 distinct colours)
 
 
 def plot_pr_curve(curves: EvaluationCurves, names: dict[int, str], title: str = "Precision-recall curve") -> Figure:
@@ -32,10 +32,10 @@ def plot_pr_curve(curves: EvaluationCurves, names: dict[int, str], title: str = 
         if many:
             axes.plot(RECALL_POINTS, precision, linewidth=0.8, color="grey", alpha=0.5)
         else:
-            axes.plot(RECALL_POINTS, precision, linewidth=1.2, label=f"{class_name(names, class_id)}  AP50 {ap:.3f}")
+            axes.plot(RECALL_POINTS, precision, linewidth=1.5, label=f"{class_name(names, class_id)}  AP50 {ap:.3f}")
     if len(curves.pr_precision):
         mean = curves.pr_precision.mean(0)
-        axes.plot(RECALL_POINTS, mean, linewidth=3, color="blue", label=f"all classes  mAP50 {mean.mean():.3f}")
+        axes.plot(RECALL_POINTS, mean, linewidth=3, color="black", label=f"all classes  mAP50 {mean.mean():.3f}")
     _finish(axes, "Recall", "Precision", title + " (IoU 0.5)")
     return figure
 
@@ -67,12 +67,12 @@ def plot_confidence_curve(
         if many:
             axes.plot(curves.confidence, row, linewidth=0.8, color="grey", alpha=0.5)
         else:
-            axes.plot(curves.confidence, row, linewidth=1.2, label=class_name(names, class_id))
+            axes.plot(curves.confidence, row, linewidth=1.5, label=class_name(names, class_id))
     if len(values):
         mean = _smooth(values.mean(0), 0.05)
         best = int(mean.argmax()) if kind != "Precision" else curves.best_index
         axes.plot(
-            curves.confidence, mean, linewidth=3, color="blue",
+            curves.confidence, mean, linewidth=3, color="black",
             label=f"all classes  {mean[best]:.2f} at confidence {curves.confidence[best]:.3f}",
         )  # fmt: skip
     _finish(axes, "Confidence threshold", kind, title or f"{kind}-confidence curve (IoU 0.5)")
@@ -81,7 +81,7 @@ def plot_confidence_curve(
 
 def _finish(axes, xlabel: str, ylabel: str, title: str) -> None:  # noqa: ANN001 - matplotlib Axes
     axes.set_xlim(0, 1)
-    axes.set_ylim(0, 1.02)
+    axes.set_ylim(-0.01, 1.02)  # a curve at 0 stays visible above the axis
     axes.set_xlabel(xlabel, fontsize=12)
     axes.set_ylabel(ylabel, fontsize=12)
     axes.set_title(title, fontsize=14)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from yolo11_lightning.plotting.style import new_figure
 
@@ -59,6 +60,7 @@ def plot_results(rows: Sequence[dict[str, str]], title: str = "Training results"
             axes.plot(epochs, trend, linestyle=":", linewidth=2, label="smoothed")
         axes.set_title(heading, fontsize=11)
         axes.set_xlabel("Epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(key.split("/", 1)[1])
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
