@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -19,10 +20,22 @@ from yolo11_lightning.inference.render import class_colour, draw_detections
 from yolo11_lightning.plotting.style import class_name, new_figure
 
 
+TILE_SIDE = 480  # small network inputs are enlarged to this (long side) before drawing: legible labels
+
+
 def _annotate(image_rgb: np.ndarray, boxes: np.ndarray, classes: np.ndarray, names: dict[int, str],
               scores: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
-    """Boxes drawn on an RGB image (the renderer works in BGR)."""
+    """Boxes drawn on an RGB image (the renderer works in BGR), at no less than :data:`TILE_SIDE` pixels.
+
+    The renderer sizes lines and labels for the image it draws on; drawing on a 128-pixel input
+    that the figure then enlarges would give labels larger than the objects.
+    """
+    height, width = image_rgb.shape[:2]
+    scale = max(TILE_SIDE / max(height, width, 1), 1.0)
     bgr = np.ascontiguousarray(image_rgb[..., ::-1])
+    if scale > 1:
+        bgr = cv2.resize(bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale
     return draw_detections(bgr, boxes, classes, names, scores)[..., ::-1]
 
 
