@@ -39,7 +39,9 @@ def _results(seed: int = 0, images: int = 20) -> DetectionResults:
         xy = torch.rand(m, 2, generator=generator) * 400
         gt = torch.cat([xy, xy + torch.rand(m, 2, generator=generator) * 120 + 10], 1)
         labels = torch.randint(0, 3, (m,), generator=generator)
-        boxes = torch.cat([gt + (torch.rand(m, 4, generator=generator) - 0.5) * 20, torch.rand(2, 4, generator=generator) * 50])
+        boxes = torch.cat(
+            [gt + (torch.rand(m, 4, generator=generator) - 0.5) * 20, torch.rand(2, 4, generator=generator) * 50]
+        )
         boxes[-2:, 2:] += boxes[-2:, :2] + 5
         classes = torch.cat([torch.where(torch.rand(m, generator=generator) < 0.8, labels, (labels + 1) % 3),
                              torch.randint(0, 3, (2,), generator=generator)])  # fmt: skip
@@ -134,7 +136,11 @@ def test_batch_figures() -> None:
     assert figure.axes[0].get_title() == "a.jpg (1 boxes)"
     gt = [torch.tensor([[10.0, 10, 50, 50]]), torch.zeros(0, 4), torch.zeros(0, 4)]
     gt_classes = [torch.tensor([2]), torch.zeros(0).long(), torch.zeros(0).long()]
-    predictions = [torch.tensor([[12.0, 10, 50, 52, 0.9, 2], [0, 0, 5, 5, 0.1, 1]]), torch.zeros(0, 6), torch.zeros(0, 6)]
+    predictions = [
+        torch.tensor([[12.0, 10, 50, 52, 0.9, 2], [0, 0, 5, 5, 0.1, 1]]),
+        torch.zeros(0, 6),
+        torch.zeros(0, 6),
+    ]
     figure = plot_labels_vs_predictions(images, gt, gt_classes, predictions, NAMES, ["a.jpg", "b.jpg", "c.jpg"])
     _check_readable(figure)
     assert figure.axes[1].get_title() == "a.jpg: 1 predictions (score >= 0.25)"  # the 0.1 one is not drawn

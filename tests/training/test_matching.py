@@ -7,11 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from test_metrics import NUM_CLASSES, _hand_built_set, _metrics
 
 from yolo11_lightning.training.matching import IOU_THRESHOLDS, confusion_matrix, match_at_iou
 from yolo11_lightning.training.metrics import DetectionMetrics
-
-from test_metrics import NUM_CLASSES, _hand_built_set, _metrics
 
 
 def _crowded_set(seed: int, images: int = 30) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -60,7 +59,13 @@ def test_confusion_matrix_hand_counted() -> None:
             torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 30, 31], [80.0, 80, 90, 90]]),
             torch.tensor([0, 1, 2]),
         ),
-        (torch.tensor([[0.0, 0, 5, 5]]), torch.tensor([0.5]), torch.tensor([2]), torch.zeros(0, 4), torch.zeros(0).long()),
+        (
+            torch.tensor([[0.0, 0, 5, 5]]),
+            torch.tensor([0.5]),
+            torch.tensor([2]),
+            torch.zeros(0, 4),
+            torch.zeros(0).long(),
+        ),
         (torch.zeros(0, 4), torch.zeros(0), torch.zeros(0).long(), torch.tensor([[0.0, 0, 5, 5]]), torch.tensor([1])),
     ]
     expected = np.zeros((4, 4), dtype=np.int64)

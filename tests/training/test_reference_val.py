@@ -45,11 +45,26 @@ def test_precision_recall_within_0_003_of_reference_val(tmp_path: Path) -> None:
     with mock.patch.object(sys, "argv", ["train.py"]):
         cli = YOLOCLI(
             args=[
-                "validate", "--ckpt_path", CKPT, "--data.data", str(DATA), "--data.imgsz", str(IMGSZ),
-                "--data.workers", "0", "--data.scan_cache", "false", "--trainer.accelerator", "cpu",
-                "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "ours"),
-                "--figures.enabled", "false",
-            ]  # fmt: skip
+                "validate",
+                "--ckpt_path",
+                CKPT,
+                "--data.data",
+                str(DATA),
+                "--data.imgsz",
+                str(IMGSZ),
+                "--data.workers",
+                "0",
+                "--data.scan_cache",
+                "false",
+                "--trainer.accelerator",
+                "cpu",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.default_root_dir",
+                str(tmp_path / "ours"),
+                "--figures.enabled",
+                "false",
+            ]
         )
     ours = cli.model.last_results
     box = reference.box

@@ -27,7 +27,13 @@ NOISE = ("💡 Tip", "LeafSpec", "dirpath has changed", "exists and is not empty
 def _train_py(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
 
 
@@ -43,22 +49,56 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     first = _train_py(
         [
             "fit",
-            "--data.data", str(DATA), "--data.imgsz", "64", "--data.batch_size", "8", "--data.workers", "0",
-            "--data.scan_cache", "false", "--data.close_mosaic", "0",
-            "--model.nominal_batch_size", "8", "--model.min_warmup_iterations", "1",
-            "--trainer.accelerator", "cpu", "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2",
-            "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
-            "--figures.train_batches", "1", "--figures.val_batches", "1",
-            "--trainer.default_root_dir", str(root),
-        ],  # fmt: skip
+            "--data.data",
+            str(DATA),
+            "--data.imgsz",
+            "64",
+            "--data.batch_size",
+            "8",
+            "--data.workers",
+            "0",
+            "--data.scan_cache",
+            "false",
+            "--data.close_mosaic",
+            "0",
+            "--model.nominal_batch_size",
+            "8",
+            "--model.min_warmup_iterations",
+            "1",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.max_epochs",
+            "2",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--figures.train_batches",
+            "1",
+            "--figures.val_batches",
+            "1",
+            "--trainer.default_root_dir",
+            str(root),
+        ],
         cwd,
     )
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = root / "yolo11" / "version_0"
     listing_after_first = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
-    resumed = _train_py(["fit", "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "3"], cwd)
+    resumed = _train_py(
+        ["fit", "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "3"], cwd
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    return {"cwd": cwd, "root": root, "run": run_dir, "first": first, "resumed": resumed, "first_files": listing_after_first}
+    return {
+        "cwd": cwd,
+        "root": root,
+        "run": run_dir,
+        "first": first,
+        "resumed": resumed,
+        "first_files": listing_after_first,
+    }
 
 
 def test_everything_is_under_the_root_dir(run: dict) -> None:
@@ -112,8 +152,8 @@ def test_console_shows_the_summary_and_no_noise(run: dict) -> None:
 
 
 def test_validate_save_json_is_loadable_by_pycocotools(run: dict, tmp_path: Path) -> None:
-    from pycocotools.coco import COCO
     from PIL import Image
+    from pycocotools.coco import COCO
 
     root = tmp_path / "validate"
     process = _train_py(
@@ -131,7 +171,9 @@ def test_validate_save_json_is_loadable_by_pycocotools(run: dict, tmp_path: Path
     images = sorted((DATA.parent / "images" / "val").iterdir())
     gt = COCO()
     gt.dataset = {
-        "images": [{"id": i, "width": Image.open(p).size[0], "height": Image.open(p).size[1]} for i, p in enumerate(images)],
+        "images": [
+            {"id": i, "width": Image.open(p).size[0], "height": Image.open(p).size[1]} for i, p in enumerate(images)
+        ],
         "annotations": [],
         "categories": [{"id": c} for c in range(4)],
     }
@@ -153,8 +195,9 @@ def test_missing_tensorboard_is_one_line(tmp_path: Path) -> None:
         tmp_path,
     )  # fmt: skip
     assert process.returncode == 2
-    assert process.stderr.strip().splitlines() == [
+    expected = (
         "error: --trainer.logger TensorBoardLogger needs the 'tensorboard' package, which is not installed: "
         "pip install -e .[tensorboard]"
-    ]
+    )
+    assert process.stderr.strip().splitlines() == [expected]
     assert not (tmp_path / "tb").exists()

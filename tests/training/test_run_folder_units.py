@@ -45,7 +45,10 @@ def test_logger_points_at_the_run(tmp_path: Path) -> None:
     # A run folder whose parent is not the logger's name: the name is dropped, the folder kept.
     config = SimpleNamespace(init_args=SimpleNamespace(save_dir="/elsewhere", name="other", version=None))
     assert point_logger_at_run(config, run)
-    assert Path(RunCSVLogger(config.init_args.save_dir, config.init_args.name, config.init_args.version).log_dir) == run.resolve()
+    assert (
+        Path(RunCSVLogger(config.init_args.save_dir, config.init_args.name, config.init_args.version).log_dir)
+        == run.resolve()
+    )
     assert not point_logger_at_run(SimpleNamespace(init_args=SimpleNamespace(project="x")), run)
 
 

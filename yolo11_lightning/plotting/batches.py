@@ -19,7 +19,6 @@ from yolo11_lightning.boxes import xywh_to_xyxy
 from yolo11_lightning.inference.render import class_colour, draw_detections
 from yolo11_lightning.plotting.style import class_name, new_figure
 
-
 TILE_SIDE = 480  # small network inputs are enlarged to this (long side) before drawing: legible labels
 
 
@@ -98,7 +97,9 @@ def plot_batch(
         mine = targets[targets[:, 0] == index]
         boxes = xywh_to_xyxy(mine[:, 2:6] * scale).numpy()
         name = str(paths[index]).rsplit("/", 1)[-1] if index < len(paths) else f"image {index}"
-        _image_axes(axes, _annotate(tiles[index], boxes, mine[:, 1].long().numpy(), names), f"{name} ({len(mine)} boxes)")
+        _image_axes(
+            axes, _annotate(tiles[index], boxes, mine[:, 1].long().numpy(), names), f"{name} ({len(mine)} boxes)"
+        )
     figure.suptitle(f"{title} ({width}x{height} input)", fontsize=14)
     _legend(figure, targets[targets[:, 0] < count][:, 1].long().numpy(), names)
     return figure

@@ -48,7 +48,7 @@ def plot_results(rows: Sequence[dict[str, str]], title: str = "Training results"
     grid_rows = max(math.ceil(len(panels) / columns), 1)
     figure = new_figure(20, 4 * grid_rows + 1)
     grid = figure.subplots(grid_rows, columns, squeeze=False)
-    for axes in grid.flat[len(panels):]:
+    for axes in grid.flat[len(panels) :]:
         axes.set_axis_off()
     for axes, (key, heading) in zip(grid.flat, panels):
         epochs, values = _column(rows, key)

@@ -39,8 +39,8 @@ from yolo11_lightning.training.figures import FigureWriter
 from yolo11_lightning.training.logger_check import check_logger_installed
 from yolo11_lightning.training.module import YOLOModule
 from yolo11_lightning.training.quiet import silence_evaluation_noise, silence_known_noise, silence_resume_noise
-from yolo11_lightning.training.resume import ExactResume
 from yolo11_lightning.training.results_csv import ResultsCSV
+from yolo11_lightning.training.resume import ExactResume
 from yolo11_lightning.training.run_folder import point_logger_at_run, resume_arguments, run_folder_of
 
 

@@ -85,8 +85,8 @@ class FigureWriter(Callback):
         from yolo11_lightning.plotting.labels import label_statistics, plot_label_statistics
 
         names = self._names(pl_module)
-        stats = lambda: label_statistics([(r.classes, r.boxes) for r in dataset.records], len(names))  # noqa: E731
-        self._save(trainer, "labels.png", lambda: plot_label_statistics(stats(), names))
+        records = [(r.classes, r.boxes) for r in dataset.records]
+        self._save(trainer, "labels.png", lambda: plot_label_statistics(label_statistics(records, len(names)), names))
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Batch, batch_idx: int
@@ -196,8 +196,10 @@ class FigureWriter(Callback):
             self._save(
                 trainer,
                 f"{prefix}batch{index}_labels_vs_pred.png",
-                lambda: plot_labels_vs_predictions(
-                    batch.images, gt_boxes, gt_classes, in_input, names, batch.paths, conf=self.conf
+                lambda batch=batch, gt_boxes=gt_boxes, gt_classes=gt_classes, in_input=in_input: (
+                    plot_labels_vs_predictions(
+                        batch.images, gt_boxes, gt_classes, in_input, names, batch.paths, conf=self.conf
+                    )
                 ),
             )
         self._val_samples = []

@@ -38,7 +38,9 @@ def missing_logger_package(logger_config: Any) -> str | None:
             continue
         packages, install = _REQUIREMENTS[name]
         if not any(importlib.util.find_spec(package) for package in packages):
-            return f"error: --trainer.logger {name} needs the '{packages[0]}' package, which is not installed: {install}"
+            return (
+                f"error: --trainer.logger {name} needs the '{packages[0]}' package, which is not installed: {install}"
+            )
     return None
 
 

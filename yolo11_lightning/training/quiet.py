@@ -40,8 +40,12 @@ def silence_known_noise() -> None:
     logger = logging.getLogger(_RANK_ZERO_LOGGER)
     if _TIP_FILTER not in logger.filters:
         logger.addFilter(_TIP_FILTER)
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=rf"It is recommended to use `self\.log\('{_GLOBAL_METRICS}', \.\.\., sync_dist=True\)`")
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
+    warnings.filterwarnings(
+        "ignore", message=rf"It is recommended to use `self\.log\('{_GLOBAL_METRICS}', \.\.\., sync_dist=True\)`"
+    )
 
 
 def silence_resume_noise() -> None:
