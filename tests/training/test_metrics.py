@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 
-import numpy as np
 import pytest
 import torch
 from pycocotools.coco import COCO
@@ -125,23 +124,6 @@ def test_match_at_iou_one_to_one() -> None:
     preds = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 9], [0.0, 0, 10, 10]])
     correct = match_at_iou(preds, torch.tensor([0, 0, 1]), gt, torch.tensor([0]))
     assert correct.tolist() == [True, False, False]
-
-
-def test_precision_recall_match_reference() -> None:
-    ap_per_class = pytest.importorskip("ultralytics.utils.metrics").ap_per_class
-
-    data = _hand_built_set(2)
-    results = _metrics(data).compute()
-    tp, conf, cls, target = [], [], [], []
-    for preds, boxes, labels in data:
-        tp.append(match_at_iou(preds[:, :4], preds[:, 5].long(), boxes, labels).numpy())
-        conf.append(preds[:, 4].numpy())
-        cls.append(preds[:, 5].numpy())
-        target.append(labels.numpy())
-    out = ap_per_class(np.concatenate(tp)[:, None], np.concatenate(conf), np.concatenate(cls), np.concatenate(target))
-    precision, recall = out[2], out[3]
-    assert results.precision == pytest.approx(float(precision.mean()), abs=1e-9)
-    assert results.recall == pytest.approx(float(recall.mean()), abs=1e-9)
 
 
 def test_detection_limit_is_300_not_100() -> None:

@@ -8,13 +8,19 @@ Defaults added to Lightning's:
       original pixels) into the run directory;
     * the data module's ``num_classes`` and ``names`` are linked into the model, and its
       ``batch_size`` into the model's nominal-batch arithmetic;
-    * a CSV logger under ``runs/``;
+    * a CSV logger (:class:`~.run_folder.RunCSVLogger`) under ``--trainer.default_root_dir``
+      (default ``runs/``): ``<root>/<name>/version_<n>/`` holds the logs, checkpoints and figures;
+      ``fit --ckpt_path <run>/checkpoints/last.ckpt`` alone continues in that folder with its saved
+      config; a logger whose package is missing is one line on stderr and exit code 2;
     * ``AtomicCheckpointIO``: checkpoints written atomically (temp file in the checkpoint's
       directory, fsync, rename); resuming from an unreadable file names the previous good one;
     * ``early_stopping`` (``EarlyStopping``): stop after ``--early_stopping.patience`` (100, as the
       reference; 0: off) epochs without a better ``val/mAP50-95``, printing the stop and best epochs;
     * ``time_budget`` (``TimeBudget``): ``--time_budget.hours 1.5`` re-plans the epochs (and so the
       LR schedule and close_mosaic) from the measured epoch time, as the reference's ``time``;
+    * ``figures`` (:class:`~.figures.FigureWriter`; ``--figures.enabled false`` turns them off),
+      ``results_csv`` (``results.csv``, one row per epoch), ``summary`` (the model summary with
+      GFLOPs) and a progress bar with the loss parts and the last mAP50-95;
     * ``resume`` (``ExactResume``): ``fit --ckpt_path last.ckpt`` continues bit for bit (per-batch
       RNG seeding, pending gradients; ``--resume.num_threads`` pins intra-op threads);
     * ``signals`` (``SaveOnSignal``): SIGTERM/SIGINT save ``last.ckpt`` at the next step boundary
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,11 +49,12 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from yolo11_lightning.data.datamodule import YOLODataModule
 from yolo11_lightning.exit_codes import ExitCode
+from yolo11_lightning.inference.decode import UnreadableImageError
 from yolo11_lightning.training.auto_batch import (
     AUTO_BATCH,
     DEFAULT_FRACTION,
@@ -54,15 +62,25 @@ from yolo11_lightning.training.auto_batch import (
     cuda_peak_memory_probe,
     largest_fitting_batch,
 )
+from yolo11_lightning.training.checkpoint import NotATrainingCheckpointError
 from yolo11_lightning.training.cli_parser import YOLOArgumentParser
+from yolo11_lightning.training.console import ModelSummaryPrinter, YOLOProgressBar
 from yolo11_lightning.training.early_stopping import EarlyStopping
 from yolo11_lightning.training.errors import register_exit_code, run_with_exit_code
+from yolo11_lightning.training.figures import FigureWriter
+from yolo11_lightning.training.logger_check import check_logger_installed
 from yolo11_lightning.training.module import NonFiniteTrainingError, YOLOModule
+from yolo11_lightning.training.quiet import silence_evaluation_noise, silence_known_noise, silence_resume_noise
+from yolo11_lightning.training.results_csv import ResultsCSV
 from yolo11_lightning.training.resume import ExactResume
-from yolo11_lightning.training.time_budget import TimeBudget
+from yolo11_lightning.training.run_folder import point_logger_at_run, resume_arguments, run_folder_of
 from yolo11_lightning.training.signals import SaveOnSignal
+from yolo11_lightning.training.time_budget import TimeBudget
 
 register_exit_code(NonFiniteTrainingError, ExitCode.DIVERGED)
+register_exit_code(NotATrainingCheckpointError, ExitCode.USER_ERROR)
+register_exit_code(UnreadableImageError, ExitCode.USER_ERROR)
+
 
 class PredictionWriter(BasePredictionWriter):
     """Writes the detections of ``predict`` as JSON lines (one image per line).
@@ -127,12 +145,17 @@ class YOLOCLI(LightningCLI):
     """
 
     def __init__(self, args: Sequence[str] | dict[str, Any] | None = None, run: bool = True, **kwargs: Any) -> None:
+        silence_known_noise()
+        if not isinstance(args, dict):  # fit --ckpt_path <run>/checkpoints/last.ckpt: the run's own config
+            given = sys.argv[1:] if args is None else list(args)
+            resumed = resume_arguments(given)
+            args = resumed if (args is not None or resumed != given) else None
         trainer_defaults = {
             "max_epochs": 100,
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": "runs", "name": "yolo11"},
-            },
+            "default_root_dir": "runs",
+            "enable_model_summary": False,  # replaced by ModelSummaryPrinter (layers, parameters, GFLOPs)
+            # save_dir None: the trainer's default_root_dir (filled in by before_instantiate_classes).
+            "logger": {"class_path": "yolo11_lightning.training.run_folder.RunCSVLogger", "init_args": {"name": "yolo11"}},
             # Atomic, fsync'ed checkpoint writes; unreadable checkpoints name the previous good one.
             "plugins": [{"class_path": "yolo11_lightning.training.checkpoint.AtomicCheckpointIO"}],
         }
@@ -151,6 +174,44 @@ class YOLOCLI(LightningCLI):
             seed_everything_default=0,
             **kwargs,
         )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then refuse (one line, exit code 2) a logger whose package is not installed."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand) if subcommand else self.config
+        check_logger_installed(config.trainer.logger)
+
+    def before_instantiate_classes(self) -> None:
+        """Put the logs where they belong and check that the chosen logger's package is installed.
+
+        The default logger's ``save_dir`` follows ``--trainer.default_root_dir`` (absolute, so that
+        a resumed run's checkpoint folder compares equal); ``fit --ckpt_path <run>/checkpoints/x.ckpt``
+        continues in ``<run>``.
+        """
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        logger = config.trainer.logger
+        init_args = getattr(logger, "init_args", None)
+        if init_args is not None and hasattr(init_args, "save_dir"):
+            if init_args.save_dir is None:
+                init_args.save_dir = config.trainer.default_root_dir or "runs"
+            init_args.save_dir = os.path.abspath(init_args.save_dir)
+        ckpt_path = config.get("ckpt_path") if self.subcommand == "fit" else None
+        run = run_folder_of(ckpt_path) if ckpt_path else None
+        if run is not None and point_logger_at_run(logger, run):
+            silence_resume_noise()
+        if self.subcommand in ("validate", "test", "predict"):
+            silence_evaluation_noise()
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer, with :class:`YOLOProgressBar` as its progress bar unless disabled or another is given."""
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        callbacks = trainer_config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        wants_bar = trainer_config.get("enable_progress_bar") is not False
+        if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks) and "callbacks" not in kwargs:
+            kwargs["callbacks"] = [*callbacks, YOLOProgressBar()]
+        return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
         """Keep the command line's model arguments when ``--ckpt_path`` is given.
@@ -189,6 +250,9 @@ class YOLOCLI(LightningCLI):
         parser.add_lightning_class_args(TimeBudget, "time_budget")
         parser.add_lightning_class_args(SaveOnSignal, "signals")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(FigureWriter, "figures")
+        parser.add_lightning_class_args(ResultsCSV, "results_csv")
+        parser.add_lightning_class_args(ModelSummaryPrinter, "summary")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.names", "model.class_names", apply_on="instantiate")
         parser.link_arguments("data.batch_size", "model.batch_size", apply_on="instantiate")

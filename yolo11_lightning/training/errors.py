@@ -78,7 +78,8 @@ def exit_code_of(error: BaseException) -> ExitCode:
     for cls in type(error).__mro__:
         if cls in _EXIT_CODES:
             return _EXIT_CODES[cls]
-    return ExitCode.INTERNAL_ERROR
+    declared = getattr(error, "exit_code", None)  # e.g. TrainingDivergedError, TrainingInterrupted
+    return ExitCode(declared) if declared in set(ExitCode) else ExitCode.INTERNAL_ERROR
 
 
 def debug_enabled() -> bool:

@@ -16,7 +16,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torchmetrics.detection import MeanAveragePrecision
-from torchvision.ops import box_iou
+
+from yolo11_lightning.training.curves import EvaluationCurves, confidence_curves
+from yolo11_lightning.training.matching import confusion_matrix, match_at_iou
+
+__all__ = ["ClassRow", "DetectionMetrics", "DetectionResults", "match_at_iou"]
 
 
 @dataclass
@@ -30,6 +34,8 @@ class ClassRow:
         instances: ground-truth boxes of the class.
         ap50: COCO AP at IoU 0.5 (-1 when the class has no ground truth).
         ap50_95: COCO AP averaged over IoU 0.50:0.95 (-1 when the class has no ground truth).
+        precision: precision at the confidence maximising the mean F1 (IoU 0.5; 0 without ground truth).
+        recall: recall at that confidence.
     """
 
     class_id: int
@@ -38,6 +44,8 @@ class ClassRow:
     instances: int
     ap50: float
     ap50_95: float
+    precision: float = 0.0
+    recall: float = 0.0
 
 
 @dataclass
@@ -54,6 +62,7 @@ class DetectionResults:
         images: evaluated images (after de-duplication).
         instances: ground-truth boxes.
         per_class: table rows, one per class with ground truth or detections.
+        curves: the curves and the confusion matrix behind the figures.
     """
 
     map50_95: float = 0.0
@@ -64,6 +73,7 @@ class DetectionResults:
     images: int = 0
     instances: int = 0
     per_class: list[ClassRow] = field(default_factory=list)
+    curves: EvaluationCurves = field(default_factory=EvaluationCurves)
 
     def as_log_dict(self, prefix: str) -> dict[str, float]:
         """Scalars to log, e.g. ``{"val/mAP50-95": ...}``.
@@ -88,10 +98,12 @@ class DetectionResults:
             f"{self.map50:>7.3f} {self.map50_95:>8.3f}",
         ]
         for row in self.per_class:
-            lines.append(
-                f"{row.name[:20]:>20} {row.images:>8} {row.instances:>10} {'':>7} {'':>7} "
-                f"{row.ap50:>7.3f} {row.ap50_95:>8.3f}"
-            )
+            if row.instances:
+                pr = f"{row.precision:>7.3f} {row.recall:>7.3f}"
+                ap = f"{row.ap50:>7.3f} {row.ap50_95:>8.3f}"
+            else:  # detections of a class absent from the ground truth: no P, R or AP
+                pr, ap = f"{'-':>7} {'-':>7}", f"{'-':>7} {'-':>8}"
+            lines.append(f"{row.name[:20]:>20} {row.images:>8} {row.instances:>10} {pr} {ap}")
         return "\n".join(lines)
 
 
@@ -99,94 +111,11 @@ class DetectionResults:
 ImageRecord = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def match_at_iou(
-    pred_boxes: torch.Tensor,
-    pred_labels: torch.Tensor,
-    gt_boxes: torch.Tensor,
-    gt_labels: torch.Tensor,
-    iou_threshold: float = 0.5,
-) -> torch.Tensor:
-    """Mark predictions matched one-to-one to a same-class ground truth with IoU >= threshold.
-
-    Pairs are taken greedily by decreasing IoU (the reference's validator matching).
-
-    Args:
-        pred_boxes: (n, 4) xyxy.
-        pred_labels: (n,) class ids.
-        gt_boxes: (m, 4) xyxy.
-        gt_labels: (m,) class ids.
-        iou_threshold: the IoU a match needs.
-
-    Returns:
-        (n,) bool, True for true positives.
-    """
-    correct = torch.zeros(len(pred_boxes), dtype=torch.bool)
-    if len(pred_boxes) == 0 or len(gt_boxes) == 0:
-        return correct
-    iou = box_iou(gt_boxes.float(), pred_boxes.float())  # (m, n)
-    iou = iou * (gt_labels[:, None] == pred_labels[None, :])
-    gt_index, pred_index = torch.nonzero(iou >= iou_threshold, as_tuple=True)
-    if len(gt_index) == 0:
-        return correct
-    order = torch.argsort(iou[gt_index, pred_index], descending=True, stable=True)
-    gt_index, pred_index = gt_index[order].numpy(), pred_index[order].numpy()
-    # Keep the best pair per prediction, then the best remaining pair per ground truth.
-    _, first = np.unique(pred_index, return_index=True)
-    first.sort()
-    gt_index, pred_index = gt_index[first], pred_index[first]
-    _, first = np.unique(gt_index, return_index=True)
-    correct[torch.from_numpy(pred_index[first])] = True
-    return correct
-
-
-def _smooth(values: np.ndarray, fraction: float = 0.1) -> np.ndarray:
-    """Box-filter ``values`` over ``fraction`` of its length (edges padded with the end values)."""
-    width = round(len(values) * fraction * 2) // 2 + 1
-    pad = np.ones(width // 2)
-    padded = np.concatenate((pad * values[0], values, pad * values[-1]))
-    return np.convolve(padded, np.ones(width) / width, mode="valid")
-
-
-def precision_recall_at_best_f1(
-    true_positive: np.ndarray,
-    confidence: np.ndarray,
-    pred_classes: np.ndarray,
-    target_classes: np.ndarray,
-) -> tuple[float, float]:
-    """Mean precision and recall over classes at the confidence maximising the (smoothed) mean F1.
-
-    Args:
-        true_positive: (N,) bool, per prediction, matched at IoU 0.5.
-        confidence: (N,) scores.
-        pred_classes: (N,) predicted class ids.
-        target_classes: (M,) class id of every ground-truth box.
-
-    Returns:
-        (mean precision, mean recall); (0, 0) without ground truth.
-    """
-    classes, counts = np.unique(target_classes, return_counts=True)
-    if len(classes) == 0:
-        return 0.0, 0.0
-    order = np.argsort(-confidence, kind="stable")
-    true_positive, confidence, pred_classes = true_positive[order], confidence[order], pred_classes[order]
-    grid = np.linspace(0, 1, 1000)
-    precision = np.zeros((len(classes), len(grid)))
-    recall = np.zeros((len(classes), len(grid)))
-    for row, (class_id, count) in enumerate(zip(classes, counts)):
-        selected = pred_classes == class_id
-        if not selected.any():
-            continue
-        tp_cum = np.cumsum(true_positive[selected])
-        fp_cum = np.cumsum(~true_positive[selected])
-        recall[row] = np.interp(-grid, -confidence[selected], tp_cum / (count + 1e-16), left=0)
-        precision[row] = np.interp(-grid, -confidence[selected], tp_cum / (tp_cum + fp_cum), left=1)
-    f1 = 2 * precision * recall / (precision + recall + 1e-16)
-    best = int(_smooth(f1.mean(0), 0.1).argmax())
-    return float(precision[:, best].mean()), float(recall[:, best].mean())
-
-
 class DetectionMetrics:
     """Accumulates per-image detections and ground truth, computes COCO mAP and P/R once.
+
+    After :meth:`compute`, :attr:`last_records` holds the merged records it evaluated (on the
+    process that evaluated them: rank 0), e.g. for writing them as COCO JSON.
 
     Args:
         names: class names by id (used for the per-class table).
@@ -204,6 +133,7 @@ class DetectionMetrics:
         self.max_det = max_det
         self.backend = backend
         self.records: dict[int, ImageRecord] = {}
+        self.last_records: dict[int, ImageRecord] = {}
 
     def reset(self) -> None:
         """Forget all images."""
@@ -254,6 +184,7 @@ class DetectionMetrics:
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         results = None
         if not distributed or dist.get_rank() == 0:
+            self.last_records = dict(records)
             results = self._evaluate(records)
         if distributed:
             box = [results]
@@ -288,6 +219,21 @@ class DetectionMetrics:
         results.map50 = max(float(summary["map_50"]), 0.0)
         results.map75 = max(float(summary["map_75"]), 0.0)
 
+        # One pass over the stored predictions: reference-style true positives at IoU 0.5 give the
+        # confidence curves and P/R; COCOeval's precision table gives AP and the PR curves.
+        true_positive = [match_at_iou(p["boxes"], p["labels"], t["boxes"], t["labels"]) for p, t in zip(preds, targets)]
+        curves = confidence_curves(
+            torch.cat(true_positive).numpy(),
+            torch.cat([p["scores"] for p in preds]).numpy(),
+            torch.cat([p["labels"] for p in preds]).numpy(),
+            gt_labels.numpy(),
+        )
+        best = curves.best_index
+        class_precision = dict(zip(curves.class_ids.tolist(), curves.precision[:, best].tolist()))
+        class_recall = dict(zip(curves.class_ids.tolist(), curves.recall[:, best].tolist()))
+        results.precision = float(curves.precision[:, best].mean())
+        results.recall = float(curves.recall[:, best].mean())
+
         # Per-class AP from the precision table (T iou, R recall, K class, A area, M max-det).
         precision_table = summary["precision"][:, :, :, 0, -1]
         classes = summary["classes"].reshape(-1).tolist()  # a single class comes back as a 0-d tensor
@@ -296,11 +242,14 @@ class DetectionMetrics:
         for target in targets:
             images_per_class[torch.unique(target["labels"])] += 1
         instances_per_class = torch.bincount(gt_labels, minlength=len(images_per_class))
+        pr_class_ids, pr_precision = [], []
         for k, class_id in enumerate(classes):
             per_iou = precision_table[:, :, k]
             if bool((per_iou > -1).any()) and int(instances_per_class[class_id]) > 0:
                 ap50_95 = float(per_iou[per_iou > -1].mean())
                 ap50 = float(per_iou[0][per_iou[0] > -1].mean())
+                pr_class_ids.append(class_id)
+                pr_precision.append(per_iou[0].clamp(min=0).double().numpy())
             else:
                 ap50_95 = ap50 = -1.0
             results.per_class.append(
@@ -311,14 +260,13 @@ class DetectionMetrics:
                     int(instances_per_class[class_id]),
                     ap50,
                     ap50_95,
+                    class_precision.get(class_id, 0.0),
+                    class_recall.get(class_id, 0.0),
                 )
             )
-
-        true_positive = [match_at_iou(p["boxes"], p["labels"], t["boxes"], t["labels"]) for p, t in zip(preds, targets)]
-        results.precision, results.recall = precision_recall_at_best_f1(
-            torch.cat(true_positive).numpy(),
-            torch.cat([p["scores"] for p in preds]).numpy(),
-            torch.cat([p["labels"] for p in preds]).numpy(),
-            gt_labels.numpy(),
-        )
+        curves.pr_class_ids = np.asarray(pr_class_ids, dtype=np.int64)
+        if pr_precision:
+            curves.pr_precision = np.stack(pr_precision)
+        curves.confusion = confusion_matrix([records[i] for i in image_ids], max(len(self.names), size))
+        results.curves = curves
         return results

@@ -106,6 +106,8 @@ class YOLOModule(LightningModule):
         print_class_table: print the per-class table after each validation/test (rank 0).
         multi_scale: resize each training batch to a random stride multiple in [0.5, 1.5] x its
             size (bilinear, the reference's multi-scale training; see ``training/multi_scale.py``).
+        save_json: after each validation/test, write the predictions as COCO results JSON
+            (``predictions.json`` in the run folder; ``image_id`` is the image's index in its split).
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class YOLOModule(LightningModule):
         metric_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval",
         print_class_table: bool = True,
         multi_scale: bool = False,
+        save_json: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
@@ -304,8 +307,8 @@ class YOLOModule(LightningModule):
         self.epoch_losses.start(self.current_epoch)  # a new epoch resets; a resumed one keeps its sums
         self.epoch_losses.update(components.as_tensor(), batch_size)
         # step values here; the epoch means (exact across a mid-epoch resume) in on_train_epoch_end
-        log = dict(prog_bar=False, on_step=True, on_epoch=False, batch_size=batch_size)
-        self.log("train/loss_step", components.total(), **{**log, "prog_bar": True})
+        log = dict(prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
+        self.log("train/loss_step", components.total(), **log)
         for name, value in components._asdict().items():
             self.log(f"train/{name}_loss_step", value, **log)
         self.log("train/lr_bias", settings.lrs[0], on_step=True, on_epoch=False, batch_size=batch_size)
@@ -327,8 +330,17 @@ class YOLOModule(LightningModule):
         size = multi_scale_size(max(images.shape[2:]), stride, seed, self.current_epoch, batch_idx)
         return resize_batch(images, size, stride)
 
-    def on_train_epoch_end(self) -> None:
-        """Log ``train/loss_epoch`` and ``train/{box,cls,dfl}_loss_epoch`` over every image of the epoch."""
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """After the epoch's last batch, log the epoch means (see :meth:`_log_epoch_losses`)."""
+        if batch_idx + 1 >= self.trainer.num_training_batches:
+            self._log_epoch_losses()
+
+    def _log_epoch_losses(self) -> None:
+        """Log ``train/loss_epoch`` and ``train/{box,cls,dfl}_loss_epoch`` over every image of the epoch.
+
+        Logged at the epoch's last batch rather than in ``on_train_epoch_end``: Lightning runs the
+        callbacks' epoch-end hooks (``results.csv``) before the module's, and they must see the values.
+        """
         strategy = self.trainer.strategy
         reduce = (lambda t: strategy.reduce(t.to(self.device), reduce_op="sum").cpu()) if self.trainer.world_size > 1 else None
         for name, value in self.epoch_losses.means(reduce).items():
@@ -410,9 +422,13 @@ class YOLOModule(LightningModule):
         self.metrics.reset()
         self._eval_loss_sums.zero_()
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        """EMA model, NMS, map to original pixels, metric update (and the validation loss)."""
-        self._evaluation_step(batch, "val")
+    def validation_step(self, batch: Batch, batch_idx: int) -> list[torch.Tensor]:
+        """EMA model, NMS, map to original pixels, metric update (and the validation loss).
+
+        Returns:
+            Per image the ``(n, 6)`` detections in original pixels (for the figure callback).
+        """
+        return self._evaluation_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         """Compute (once, DDP-exact), log and print the results."""
@@ -423,17 +439,17 @@ class YOLOModule(LightningModule):
         self.metrics.reset()
         self._eval_loss_sums.zero_()
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
+    def test_step(self, batch: Batch, batch_idx: int) -> list[torch.Tensor]:
         """As :meth:`validation_step`, logged under ``test/``."""
-        self._evaluation_step(batch, "test")
+        return self._evaluation_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         """Compute, log and print the test results."""
         self._evaluation_end("test")
 
-    def _evaluation_step(self, batch: Batch | None, stage: str) -> None:
+    def _evaluation_step(self, batch: Batch | None, stage: str) -> list[torch.Tensor]:
         if batch is None:  # every image of the batch failed to decode at run time (logged by the dataset)
-            return
+            return []
         images = self._images(batch)
         decoded, raw_maps = self._eval_network(images)
         if batch.has_labels:
@@ -444,6 +460,7 @@ class YOLOModule(LightningModule):
         predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.val_nms)
         gt_boxes, gt_labels = batch.ground_truth()
         self.metrics.update(batch.image_ids, predictions, gt_boxes, gt_labels)
+        return predictions
 
     def _log_evaluation_losses(self, stage: str) -> None:
         """Log the image-weighted mean losses over every process's images (exact with uneven shards:
@@ -461,11 +478,15 @@ class YOLOModule(LightningModule):
         results = self.metrics.compute()
         self.metrics.reset()
         self.log_dict(results.as_log_dict(stage), sync_dist=False)
+        # The last mAP50-95 in the progress bar (already global: no sync needed).
+        self.log("mAP50-95", results.map50_95, prog_bar=True, logger=False, sync_dist=False)
         if self.trainer.sanity_checking:
             return
         self.last_results = results
         if not self.trainer.is_global_zero:
             return
+        if self.hparams.save_json:
+            self._write_coco_json()
         epoch = f" epoch {self.current_epoch}" if self.trainer.state.fn == "fit" else ""
         if self.hparams.print_class_table:
             print(f"\n{stage}{epoch} (EMA weights, {self.ema.updates} updates):\n{results.table()}", flush=True)
@@ -475,6 +496,21 @@ class YOLOModule(LightningModule):
                 f"P {results.precision:.3f} R {results.recall:.3f} ({self.ema.updates} EMA updates)",
                 flush=True,
             )
+
+    def _write_coco_json(self) -> None:
+        """The evaluated predictions as COCO results (the same writer as predict's COCO output)."""
+        from pathlib import Path
+
+        from yolo11_lightning.inference.coco_json import write_coco_results
+
+        records = self.metrics.last_records
+        detections = [
+            Detections(path="", image_id=image_id, boxes=record[0], scores=record[1], class_ids=record[2],
+                       orig_shape=(0, 0), names=dict(self.model.names))
+            for image_id, record in sorted(records.items())
+        ]  # fmt: skip
+        path = write_coco_results(Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.json", detections)
+        print(f"COCO results JSON: {path} ({sum(len(d) for d in detections)} boxes, {len(detections)} images)", flush=True)
 
     # ------------------------------------------------------------------------------------ predict
     def predict_step(self, batch: Batch | None, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
