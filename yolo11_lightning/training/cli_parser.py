@@ -38,6 +38,11 @@ class CompactHelpFormatter(DefaultHelpFormatter):
     argument descriptions are cut to their first sentence.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("width", 120)  # the project's line length, whatever the terminal reports
+        kwargs.setdefault("max_help_position", 40)
+        super().__init__(*args, **kwargs)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help
         if isinstance(text, str) and text:
