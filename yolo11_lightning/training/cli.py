@@ -1,4 +1,4 @@
-"""The command line: ``python train.py {fit,validate,test,predict} --config ...`` (LightningCLI).
+"""The command line: ``python train.py {fit,validate,test,predict} --config ...`` (LightningCLI), and ``export``.
 
 Defaults added to Lightning's:
     * ``best_checkpoint``: ``best.ckpt``, the epoch with the highest ``val/mAP50-95``;
@@ -18,6 +18,7 @@ Defaults added to Lightning's:
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -174,13 +175,19 @@ class YOLOCLI(LightningCLI):
         )
 
 
-def main(args: Sequence[str] | None = None) -> YOLOCLI:
+def main(args: Sequence[str] | None = None) -> YOLOCLI | None:
     """Entry point of ``train.py``.
 
     Args:
         args: command-line arguments (``None``: ``sys.argv``).
 
     Returns:
-        The CLI object (its ``trainer`` and ``model`` after the run).
+        The CLI object (its ``trainer`` and ``model`` after the run); ``None`` for ``export``.
     """
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] == ["export"]:  # not a Lightning subcommand: see yolo11_lightning/export.py
+        from yolo11_lightning.export import main as export_main
+
+        export_main(argv[1:])
+        return None
     return YOLOCLI(args=args)
