@@ -16,7 +16,7 @@ from yolo11_lightning.training.checkpoint_state import architecture_of
 from yolo11_lightning.training.cli import main as cli_main
 
 pytest.importorskip("onnxruntime")
-from yolo11_lightning.inference.exported import ExportedModel, predict_exported  # noqa: E402
+from yolo11_lightning.inference.exported import ExportedModel, predict_exported
 
 NAMES = {0: "present", 1: "logo", 2: "portrait", 3: "ball"}
 BN_SCALE = 0.85
@@ -66,7 +66,9 @@ def test_one_export_matches_pytorch_at_three_sizes(config: str, tmp_path: Path) 
     """Exported once (traced at 64x64); run by onnxruntime and TorchScript at 320x320, 256x416 and 416x256."""
     model = _model(config)
     generator = torch.Generator().manual_seed(1)
-    inputs = [torch.rand(batch, 3, h, w, generator=generator) for batch, h, w in ((1, 320, 320), (2, 256, 416), (1, 416, 256))]
+    inputs = [
+        torch.rand(batch, 3, h, w, generator=generator) for batch, h, w in ((1, 320, 320), (2, 256, 416), (1, 416, 256))
+    ]
     with torch.no_grad():
         expected = [model(images)[0] for images in inputs]
     # Not a degenerate model: boxes spread over the image, scores where the sigmoid is steep.

@@ -23,9 +23,10 @@ import copy
 import json
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NoReturn, Sequence
+from typing import Any, Literal, NoReturn
 
 import torch
 from torch import nn
@@ -324,7 +325,7 @@ def main(args: Sequence[str] | None = None) -> Path:
     path = export_model(
         loaded.model, output, options.format, imgsz, metadata, dynamic=not options.static, opset=options.opset
     )
-    shape = "1x3x{0}x{0} fixed".format(imgsz) if options.static else "dynamic batch/height/width"
+    shape = f"1x3x{imgsz}x{imgsz} fixed" if options.static else "dynamic batch/height/width"
     print(f"exported {options.format} ({shape}, {len(loaded.names)} classes, imgsz {imgsz})", file=sys.stderr)
     print(path)
     return path

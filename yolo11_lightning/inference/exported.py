@@ -110,9 +110,7 @@ class ExportedModel:
         return f"ExportedModel({str(self.path)!r}, format={self.format}, classes={len(self.names)}, imgsz={self.imgsz})"
 
 
-def predict_exported(
-    model: ExportedModel, batch: Batch, settings: NMSSettings | None = None
-) -> list[Detections]:
+def predict_exported(model: ExportedModel, batch: Batch, settings: NMSSettings | None = None) -> list[Detections]:
     """Detections of a prepared batch by an exported model: the steps of ``YOLOModule.predict_step``.
 
     The batch comes from the same pre-processing as the PyTorch path (the data module's predict
