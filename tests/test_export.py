@@ -136,6 +136,16 @@ def test_rebuilt_from_the_recorded_config(tmp_path: Path) -> None:
     rebuilt.load_state_dict(model.state_dict())  # strict: same tensors
 
 
+@pytest.fixture(scope="module")
+def small_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with ``best.ckpt`` (imgsz 64) and a bare state dict ``weights.pt`` of one model."""
+    folder = tmp_path_factory.mktemp("export_inputs")
+    model = _model()
+    _write_checkpoint(folder / "best.ckpt", model, imgsz=64)
+    torch.save(model.state_dict(), folder / "weights.pt")
+    return folder
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -147,12 +157,10 @@ def test_rebuilt_from_the_recorded_config(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(
-    arguments: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    arguments: list[str], message: str, small_files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = _model()
-    _write_checkpoint(tmp_path / "best.ckpt", model, imgsz=64)
-    torch.save(model.state_dict(), tmp_path / "weights.pt")
-    arguments = [a.format(ckpt=tmp_path / "best.ckpt", weights=tmp_path / "weights.pt") for a in arguments]
+    folder = small_files
+    arguments = [a.format(ckpt=folder / "best.ckpt", weights=folder / "weights.pt") for a in arguments]
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["export", *arguments])
     assert exit_info.value.code == ExitCode.USER_ERROR
