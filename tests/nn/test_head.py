@@ -71,3 +71,18 @@ def test_detect_matches_the_reference_module(as_in_reference_models) -> None:
         our_decoded, our_maps = ours([f.clone() for f in features])
     assert (our_decoded - ref_decoded).abs().max().item() < 1e-4
     assert all(torch.equal(a, b) for a, b in zip(our_maps, ref_maps, strict=True))
+
+
+def test_traced_anchor_grid_follows_the_input_size() -> None:
+    """A trace made at one size computes the anchors of another (no size baked in as a constant)."""
+    from yolo11_lightning.nn.head import traced_anchor_grid
+
+    def grid(*maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return traced_anchor_grid(list(maps), [8.0, 16.0])
+
+    traced = torch.jit.trace(grid, (torch.zeros(1, 1, 2, 3), torch.zeros(1, 1, 1, 2)))
+    for sizes in (((2, 3), (1, 2)), ((5, 4), (3, 2))):
+        maps = [torch.zeros(1, 1, h, w) for h, w in sizes]
+        expected = make_anchor_grid(list(sizes), [8.0, 16.0], torch.float32, torch.device("cpu"))
+        for got, want in zip(traced(*maps), expected, strict=True):
+            assert torch.equal(got, want)

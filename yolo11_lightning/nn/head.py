@@ -56,6 +56,33 @@ def make_anchor_grid(
     return points.T.contiguous(), level_strides.T.contiguous()
 
 
+def traced_anchor_grid(maps: list[torch.Tensor], strides: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`make_anchor_grid` computed from the maps' sizes inside the graph (export and tracing).
+
+    The map sizes stay symbolic (no Python ints), so a graph traced at one input size computes the
+    right anchors at any other: ONNX export with dynamic height/width and ``torch.jit.trace`` record
+    ``Shape -> Range`` instead of constants. Same values as :func:`make_anchor_grid`.
+
+    Args:
+        maps: ``nl`` maps ``(B, C, H_i, W_i)``; only their sizes, dtype and device are read.
+        strides: Stride of each level, in input pixels.
+
+    Returns:
+        ``anchors`` (2, A) with rows x, y and ``strides`` (1, A).
+    """
+    anchors, level_strides = [], []
+    for level_map, stride in zip(maps, strides):
+        height, width = level_map.shape[2], level_map.shape[3]  # symbolic while tracing
+        options = {"dtype": level_map.dtype, "device": level_map.device}
+        xs = torch.arange(width, **options) + 0.5
+        ys = torch.arange(height, **options) + 0.5
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        points = torch.stack((grid_x, grid_y)).reshape(2, -1)  # (2, H_i * W_i), row-major
+        anchors.append(points)
+        level_strides.append(torch.full_like(points[:1], float(stride)))
+    return torch.cat(anchors, dim=1), torch.cat(level_strides, dim=1)
+
+
 @register_block("Detect", channels="head")
 class Detect(nn.Module):
     """Anchor-free decoupled head: a box branch (DFL over ``reg_max`` bins) and a class branch.
@@ -135,12 +162,19 @@ class Detect(nn.Module):
         return torch.cat((boxes, cls_logits.sigmoid()), dim=1)
 
     def _anchor_grid(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anchors (2, A) and strides (1, A) for these map sizes, cached per shape/device/dtype."""
+        """Anchors (2, A) and strides (1, A) for these map sizes, cached per shape/device/dtype.
+
+        While exporting or tracing, the grid is computed in the graph from the maps' symbolic sizes
+        (:func:`traced_anchor_grid`): turning sizes into Python ints would bake the export size's
+        grid into the graph. Eager calls use the cache.
+        """
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return traced_anchor_grid(maps, self.stride.tolist())
         shapes = [(int(m.shape[2]), int(m.shape[3])) for m in maps]
-        key = (tuple(shapes), maps[0].device, maps[0].dtype, tuple(self.stride.tolist()))
-        if torch.jit.is_tracing() or torch.compiler.is_compiling():
-            # Never cache traced/compiled values: the grid is derived from shapes on the fly.
+        if torch.compiler.is_compiling():
+            # Never cache compiled values: the grid is derived from shapes on the fly.
             return make_anchor_grid(shapes, self.stride.tolist(), maps[0].dtype, maps[0].device)
+        key = (tuple(shapes), maps[0].device, maps[0].dtype, tuple(self.stride.tolist()))
         if key != self._grid_key:
             self._anchors, self._strides = make_anchor_grid(shapes, self.stride.tolist(), maps[0].dtype, maps[0].device)
             self._grid_key = key

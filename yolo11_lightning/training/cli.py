@@ -1,4 +1,4 @@
-"""The command line: ``python train.py {fit,validate,test,predict} --config ...`` (LightningCLI).
+"""The command line: ``python train.py {fit,validate,test,predict} --config ...`` (LightningCLI), and ``export``.
 
 Defaults added to Lightning's:
     * ``best_checkpoint``: ``best.ckpt``, the epoch with the highest ``val/mAP50-95``;
@@ -298,14 +298,21 @@ class YOLOCLI(LightningCLI):
         )
 
 
-def run_cli(args: Sequence[str] | None = None) -> YOLOCLI:
+def run_cli(args: Sequence[str] | None = None) -> YOLOCLI | None:
     """Run a command and return the CLI object (its ``trainer`` and ``model`` after the run).
 
-    Exceptions propagate; :func:`main` turns them into messages and exit codes.
+    ``export`` is not a Lightning subcommand: it goes to :func:`yolo11_lightning.export.main` (and
+    returns ``None``). Exceptions propagate; :func:`main` turns them into messages and exit codes.
 
     Args:
         args: command-line arguments (``None``: ``sys.argv``).
     """
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] == ["export"]:
+        from yolo11_lightning.export import main as export_main
+
+        export_main(argv[1:])
+        return None
     return YOLOCLI(args=args)
 
 
