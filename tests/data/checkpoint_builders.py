@@ -51,3 +51,27 @@ def make_reference_weights(path: Path, nc: int = 4, imgsz: int = 96) -> Path:
     model.names = {i: NAMES.get(i, f"class{i}") for i in range(nc)}
     torch.save({"model": model.half(), "ema": None, "train_args": {"imgsz": imgsz}}, path)
     return path
+
+
+TRAINED = Path(__file__).resolve().parent / "trained" / "shapes4_yolo11n_160.ckpt"
+"""yolo11n trained on data/shapes4 at imgsz 160 (configs/quickstart.yaml with ``--data.imgsz 160``),
+trimmed by :func:`trim_checkpoint`: gives boxes at conf 0.25, so predict can be compared with the
+reference and with validation."""
+
+
+def trim_checkpoint(source: Path, target: Path) -> Path:
+    """A small copy of a training checkpoint that ``predict``/``validate --ckpt_path`` still load.
+
+    Keeps the EMA weights in float16 (the Lightning ``state_dict`` shares the same tensors, so they
+    are stored once), the model config, names, ``inference`` entry and Lightning's data-module
+    hyperparameters; drops optimizer and loop states.
+    """
+    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+    ema = {key: value.half() if value.is_floating_point() else value for key, value in checkpoint["ema_state_dict"].items()}
+    state_dict = {key: ema.get(key[len("model."):], value) for key, value in checkpoint["state_dict"].items()}
+    kept = {key: checkpoint[key] for key in ("pytorch-lightning_version", "epoch", "global_step", "model_config", "class_names",
+                                             "inference", "ema_updates", "hyper_parameters", "datamodule_hyper_parameters")
+            if key in checkpoint}  # fmt: skip
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**kept, "state_dict": state_dict, "ema_state_dict": ema}, target)
+    return target
