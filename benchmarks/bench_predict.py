@@ -34,7 +34,7 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(run, count: int) -> tuple[float, float]:  # noqa: ANN001 - a callable
+def timed(run, count: int) -> tuple[float, float]:
     """``(images/s wall, images per CPU-second)`` of ``run()``."""
     wall, cpu = time.perf_counter(), cpu_seconds()
     run()
@@ -89,7 +89,8 @@ def main() -> None:
     best: dict[str, tuple[float, float]] = {"ours": (0.0, 0.0), "reference": (0.0, 0.0)}
     for round_index in range(args.rounds):
         for name, run in (("ours", ours), ("reference", theirs)):
-            rate = timed(lambda: run(work / f"{name}_{round_index}"), count)
+            out = work / f"{name}_{round_index}"
+            rate = timed(lambda run=run, out=out: run(out), count)
             best[name] = max(best[name], rate)
     print(f"{count} images, imgsz {imgsz}, {args.threads} threads, batch 1, conf 0.25, best of {args.rounds} rounds")
     for name, (wall, cpu) in best.items():

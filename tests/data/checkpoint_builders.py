@@ -10,7 +10,9 @@ import torch
 NAMES = {0: "present", 1: "logo", 2: "portrait", 3: "ball"}
 
 
-def make_checkpoint(path: Path, imgsz: int | None = 96, inference_entry: bool = True, datamodule_imgsz: int | None = None) -> Path:
+def make_checkpoint(
+    path: Path, imgsz: int | None = 96, inference_entry: bool = True, datamodule_imgsz: int | None = None
+) -> Path:
     """A ``YOLOModule`` checkpoint (yolo11n, 4 classes, random weights) that Lightning can load.
 
     Args:
@@ -67,8 +69,10 @@ def trim_checkpoint(source: Path, target: Path) -> Path:
     hyperparameters; drops optimizer and loop states.
     """
     checkpoint = torch.load(source, map_location="cpu", weights_only=True)
-    ema = {key: value.half() if value.is_floating_point() else value for key, value in checkpoint["ema_state_dict"].items()}
-    state_dict = {key: ema.get(key[len("model."):], value) for key, value in checkpoint["state_dict"].items()}
+    ema = {
+        key: value.half() if value.is_floating_point() else value for key, value in checkpoint["ema_state_dict"].items()
+    }
+    state_dict = {key: ema.get(key[len("model.") :], value) for key, value in checkpoint["state_dict"].items()}
     kept = {key: checkpoint[key] for key in ("pytorch-lightning_version", "epoch", "global_step", "model_config", "class_names",
                                              "inference", "ema_updates", "hyper_parameters", "datamodule_hyper_parameters")
             if key in checkpoint}  # fmt: skip

@@ -35,7 +35,12 @@ def test_folder_is_recursive_and_sorted(tmp_path: Path) -> None:
     (tmp_path / "notes.txt.bak").write_text("x")
     before = _tree(tmp_path)
     items = list_source(tmp_path)
-    assert [Path(i.path).relative_to(tmp_path).as_posix() for i in items] == ["a.png", "b.jpg", "sub/c.jpg", "sub/deeper/a0.bmp"]
+    assert [Path(i.path).relative_to(tmp_path).as_posix() for i in items] == [
+        "a.png",
+        "b.jpg",
+        "sub/c.jpg",
+        "sub/deeper/a0.bmp",
+    ]
     assert all(i.frame is None for i in items)
     assert _tree(tmp_path) == before  # no scan cache or anything else beside the images
 

@@ -14,9 +14,9 @@ from unittest import mock
 
 import pytest
 import torch
+from checkpoint_builders import TRAINED
 from torchvision.ops import box_iou
 
-from checkpoint_builders import TRAINED
 from yolo11_lightning.inference.detector import Detector
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
@@ -82,5 +82,8 @@ def test_predict_command_equals_reference_predict(tmp_path: Path, reference_resu
         cli = YOLOCLI(args=args)
     lines = [json.loads(line) for line in (Path(cli.trainer.log_dir) / "predictions.jsonl").read_text().splitlines()]
     assert [line["path"] for line in lines] == sorted(reference_results)  # input order: sorted glob
-    ours = {line["path"]: (torch.tensor(line["boxes"]).reshape(-1, 4), torch.tensor(line["class_ids"]).long()) for line in lines}
+    ours = {
+        line["path"]: (torch.tensor(line["boxes"]).reshape(-1, 4), torch.tensor(line["class_ids"]).long())
+        for line in lines
+    }
     _check(reference_results, ours)

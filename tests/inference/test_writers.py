@@ -18,7 +18,9 @@ from yolo11_lightning.inference.writers import OutputOptions, PredictionOutputs
 NAMES = {0: "present", 1: "logo", 2: "portrait"}
 
 
-def _detections(path: str, image_id: int, shape: tuple[int, int], boxes: list[list[float]], classes: list[int]) -> Detections:
+def _detections(
+    path: str, image_id: int, shape: tuple[int, int], boxes: list[list[float]], classes: list[int]
+) -> Detections:
     count = len(boxes)
     return Detections(
         path=path,
@@ -52,7 +54,11 @@ def test_annotations_scale_with_the_image(tmp_path: Path, height: int, width: in
     assert annotated.shape == original.shape
     # Box outline: line width ~0.3% of the mean side, measured across the bottom edge (no label there).
     bottom = int(box[3])
-    assert _line_width(annotated, original, width // 2, slice(bottom - 20, bottom + 20)) in (expected - 1, expected, expected + 1)
+    assert _line_width(annotated, original, width // 2, slice(bottom - 20, bottom + 20)) in (
+        expected - 1,
+        expected,
+        expected + 1,
+    )
     # The label sits above the box: its height grows with the line width (font scale proportional).
     label_rows = (annotated[: int(box[1]), int(box[0]) + 1] != original[: int(box[1]), int(box[0]) + 1]).any(-1)
     assert 8 * expected <= label_rows.sum() <= 40 * expected

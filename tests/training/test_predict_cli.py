@@ -10,8 +10,8 @@ from unittest import mock
 import cv2
 import numpy as np
 import pytest
-
 from checkpoint_builders import NAMES, make_checkpoint, make_reference_weights
+
 from yolo11_lightning.inference.loading import NotATrainingCheckpointError
 from yolo11_lightning.training.cli import YOLOCLI
 
@@ -46,7 +46,9 @@ def _listing(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-def test_predict_a_folder_from_the_checkpoint_alone(tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+def test_predict_a_folder_from_the_checkpoint_alone(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
     photos = _photos(tmp_path / "photos")
     before = _listing(tmp_path)
     cli = _run(["predict", "--ckpt_path", str(checkpoint), "--data.source", str(photos),
@@ -56,9 +58,15 @@ def test_predict_a_folder_from_the_checkpoint_alone(tmp_path: Path, checkpoint: 
     assert f"results in {run}" in out.out.strip().splitlines()[-1]
     assert "imgsz 96 (from inference)" in out.err
     assert cli.datamodule.imgsz == 96 and cli.model.model.nc == 4 and cli.model.model.names == NAMES
-    assert _listing(tmp_path) - before == {p for p in _listing(tmp_path) if p.startswith("runs")}  # nothing beside the photos
+    assert _listing(tmp_path) - before == {
+        p for p in _listing(tmp_path) if p.startswith("runs")
+    }  # nothing beside the photos
     records = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
-    assert [Path(r["path"]).relative_to(photos.resolve()).as_posix() for r in records] == ["a.jpg", "b.jpg", "sub/c.png"]
+    assert [Path(r["path"]).relative_to(photos.resolve()).as_posix() for r in records] == [
+        "a.jpg",
+        "b.jpg",
+        "sub/c.png",
+    ]
     assert [r["image_id"] for r in records] == [0, 1, 2] and all(len(r["boxes"]) == 2 for r in records)
     assert sorted(_listing(run / "images")) == ["a.jpg", "b.jpg", "sub", "sub/c.png"]
     for record in records:  # txt rows = the JSONL boxes

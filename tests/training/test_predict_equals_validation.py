@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from checkpoint_builders import TRAINED
 from lightning.pytorch import Trainer
 
-from checkpoint_builders import TRAINED
 from yolo11_lightning.data.datamodule import YOLODataModule
 from yolo11_lightning.data.sources import PredictDataset, SourceItem, collate_predict
 from yolo11_lightning.training.module import YOLOModule
@@ -32,7 +32,7 @@ def test_predict_boxes_equal_the_validation_boxes(tmp_path: Path, monkeypatch: p
     paths: dict[int, str] = {}
     update = module.metrics.update
 
-    def capture(image_ids, predictions, *args):  # noqa: ANN001, ANN002, ANN202 - the metric's signature
+    def capture(image_ids, predictions, *args):
         for image_id, rows in zip(image_ids.tolist(), predictions):
             scored[image_id] = rows.clone()
         return update(image_ids, predictions, *args)
@@ -40,7 +40,7 @@ def test_predict_boxes_equal_the_validation_boxes(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(module.metrics, "update", capture)
     original_step = module.validation_step
 
-    def step(batch, batch_idx):  # noqa: ANN001, ANN202
+    def step(batch, batch_idx):
         for image_id, path in zip(batch.image_ids.tolist(), batch.paths):
             shapes[image_id], paths[image_id] = batch.input_shape, path
         return original_step(batch, batch_idx)

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from yolo11_lightning.data.augment import AugmentConfig
-from yolo11_lightning.data.config import list_image_files, load_data_config
+from yolo11_lightning.data.config import DataConfig, list_image_files, load_data_config
 from yolo11_lightning.data.dataset import YOLODataset, collate
 from yolo11_lightning.data.samplers import TrainingSampler, ValidationSampler
 from yolo11_lightning.data.scan import ScanSummary, scan_split
@@ -156,7 +156,7 @@ class YOLODataModule(pl.LightningDataModule):
         self._mosaic_override: bool | None = None
 
     # ----------------------------------------------------------------------------------------- setup
-    def _require_config(self, stage: str):  # noqa: ANN202 - DataConfig
+    def _require_config(self, stage: str) -> DataConfig:
         if self.config is None:
             raise ValueError(f"{stage} needs labels: give --data.data path/to/data.yaml")
         return self.config

@@ -108,7 +108,9 @@ def list_source(source: str | os.PathLike[str], vid_stride: int = 1) -> list[Sou
     elif path.is_file():
         files = [path.resolve()]
     elif _GLOB_CHARS & set(text):
-        files = sorted(Path(p).resolve() for p in glob.glob(text, recursive=True) if Path(p).is_file() and _is_media(Path(p)))
+        files = sorted(
+            Path(p).resolve() for p in glob.glob(text, recursive=True) if Path(p).is_file() and _is_media(Path(p))
+        )
     else:
         raise FileNotFoundError(f"predict source not found: {source}")
     items = [item for file in files for item in _expand_file(file, vid_stride)]

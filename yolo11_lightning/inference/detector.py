@@ -142,7 +142,11 @@ class Detector:
         self.imgsz = int(imgsz)
         self.stride = int(stride)
         self.settings = NMSSettings(
-            conf=conf, iou=iou, max_det=max_det, classes=tuple(classes) if classes is not None else None, agnostic=agnostic
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            classes=tuple(classes) if classes is not None else None,
+            agnostic=agnostic,
         )
 
     # --------------------------------------------------------------------------------- creation
@@ -171,7 +175,9 @@ class Detector:
         try:
             from yolo11_lightning.inference.exported import ExportedModel
         except ImportError as error:
-            raise ValueError(f"{path}: running exported models needs yolo11_lightning.inference.exported ({error})") from error
+            raise ValueError(
+                f"{path}: running exported models needs yolo11_lightning.inference.exported ({error})"
+            ) from error
         model = ExportedModel(path)
         kwargs.pop("fuse", None)
         kwargs.setdefault("imgsz", model.imgsz)
@@ -197,7 +203,9 @@ class Detector:
     def _run(self, batch: list[tuple[str, int, np.ndarray]], settings: NMSSettings) -> list[Prediction]:
         inputs, ratio_pads, shapes = [], [], []
         for _, _, image in batch:
-            boxed, ratio_pad = letterbox_with_mapping(image, image.shape[:2], (self.imgsz, self.imgsz), True, self.stride)
+            boxed, ratio_pad = letterbox_with_mapping(
+                image, image.shape[:2], (self.imgsz, self.imgsz), True, self.stride
+            )
             inputs.append(boxed)
             ratio_pads.append(ratio_pad)
             shapes.append(image.shape[:2])
@@ -255,7 +263,9 @@ class Detector:
         if pending:
             yield from self._finish(pending, settings, keep_images)
 
-    def _finish(self, pending: list[tuple[str, int, np.ndarray]], settings: NMSSettings, keep: bool) -> Iterator[Prediction]:
+    def _finish(
+        self, pending: list[tuple[str, int, np.ndarray]], settings: NMSSettings, keep: bool
+    ) -> Iterator[Prediction]:
         for prediction in self._run(pending, settings):
             if not keep:
                 prediction.image = None
@@ -271,9 +281,7 @@ class Detector:
         """Predict on ``source`` and return every result, in input order (see :meth:`stream`)."""
         return list(self.stream(source, **kwargs))
 
-    def save(
-        self, source: Any, run_dir: str | Path, options: OutputOptions | None = None, **kwargs: Any
-    ) -> Path:
+    def save(self, source: Any, run_dir: str | Path, options: OutputOptions | None = None, **kwargs: Any) -> Path:
         """Predict on ``source`` and write the outputs of the ``predict`` command into ``run_dir``.
 
         Args:
@@ -301,4 +309,3 @@ def _prediction(
 ) -> Prediction:
     base = Detections.from_rows(rows, name, index, shape, names)
     return Prediction(**vars(base), image=image)
-

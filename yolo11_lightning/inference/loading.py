@@ -104,13 +104,13 @@ def _load(path: Path) -> Any:
     """Load a checkpoint or weights file on CPU without importing the code that wrote it."""
     try:  # our checkpoints hold plain types only
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - pickled objects (reference .pt): read them through stand-ins
-        pass
+    except Exception as error:  # noqa: BLE001 - pickled objects (reference .pt): read them through stand-ins
+        logger.debug("%s: not a weights-only checkpoint (%s); reading it through stand-ins", path, error)
     from yolo11_lightning.nn.weights import _restricted_pickle
 
     try:
         return torch.load(path, map_location="cpu", pickle_module=_restricted_pickle, weights_only=False)
-    except Exception as error:  # noqa: BLE001 - zip, pickle and storage errors all mean "unreadable"
+    except Exception as error:
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
 
 
@@ -143,8 +143,10 @@ def _checkpoint_imgsz(checkpoint: dict[str, Any], path: Path) -> tuple[int, str]
 
 def is_training_checkpoint(checkpoint: Any) -> bool:
     """Whether a loaded object is a Lightning checkpoint written by ``YOLOModule``."""
-    return isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict) and (
-        "inference" in checkpoint or "model_config" in checkpoint or "ema_state_dict" in checkpoint
+    return (
+        isinstance(checkpoint, dict)
+        and isinstance(checkpoint.get("state_dict"), dict)
+        and ("inference" in checkpoint or "model_config" in checkpoint or "ema_state_dict" in checkpoint)
     )
 
 
@@ -181,7 +183,11 @@ def read_spec(path: str | Path, checkpoint: Any = None) -> ModelSpec:
             imgsz_source=source,
             stride=int(entry.get("stride") or 32),
         )
-    if isinstance(checkpoint, dict) and checkpoint.get("model") is not None and not isinstance(checkpoint["model"], dict):
+    if (
+        isinstance(checkpoint, dict)
+        and checkpoint.get("model") is not None
+        and not isinstance(checkpoint["model"], dict)
+    ):
         model = checkpoint.get("ema") or checkpoint["model"]  # a pickled reference model (stand-in)
         state = getattr(model, "__dict__", {})
         config = state.get("yaml") if isinstance(state.get("yaml"), dict) else None

@@ -91,7 +91,9 @@ class PredictionOutputs:
             clashes between sub-folders); otherwise the file name is used (a clash gets ``_2``, ...).
     """
 
-    def __init__(self, run_dir: str | Path, options: OutputOptions | None = None, source_root: str | Path | None = None) -> None:
+    def __init__(
+        self, run_dir: str | Path, options: OutputOptions | None = None, source_root: str | Path | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.options = options or OutputOptions()
         self.source_root = Path(source_root).resolve() if source_root else None
