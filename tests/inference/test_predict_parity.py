@@ -49,10 +49,11 @@ def reference_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tup
     model.names = dict(checkpoint["class_names"])
     weights = tmp_path_factory.mktemp("reference") / "shapes4.pt"
     torch.save({"model": model, "train_args": {"imgsz": IMGSZ}}, weights)
+    # A glob source: the reference reads it one image at a time (a list of paths would be one batch,
+    # letterboxed to a common square shape).
     results = YOLO(str(weights)).predict(
-        sorted(str(p) for p in SHAPES4.glob("images/*/*.jpg")), imgsz=IMGSZ, conf=0.25, iou=0.7, device="cpu",
-        verbose=False, batch=1,
-    )  # fmt: skip
+        str(SHAPES4 / "images" / "*" / "*.jpg"), imgsz=IMGSZ, conf=0.25, iou=0.7, device="cpu", verbose=False, batch=1
+    )
     return {str(Path(r.path).resolve()): (r.boxes.xyxy.float(), r.boxes.cls.long()) for r in results}
 
 
