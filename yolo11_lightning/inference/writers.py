@@ -98,11 +98,10 @@ class PredictionOutputs:
         self.options = options or OutputOptions()
         self.source_root = Path(source_root).resolve() if source_root else None
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._jsonl = self.run_dir / "predictions.jsonl"
-        if self.options.save_jsonl:
-            self._jsonl.write_text("")
+        self._jsonl = (self.run_dir / "predictions.jsonl").open("w", buffering=1) if self.options.save_jsonl else None
         self._coco: list[dict] = []
         self._names_used: dict[str, str] = {}
+        self._names_taken: set[str] = set()
         self._video: tuple[str, cv2.VideoWriter] | None = None
         self.images = 0
         self.boxes: Counter[str] = Counter()
@@ -121,12 +120,12 @@ class PredictionOutputs:
                 name = source.resolve().relative_to(self.source_root).as_posix()
             except ValueError:
                 pass
-        taken = set(self._names_used.values())
         stem, suffix, count = str(Path(name).with_suffix("")), Path(name).suffix, 1
-        while name in taken:
+        while name in self._names_taken:
             count += 1
             name = f"{stem}_{count}{suffix}"
         self._names_used[path] = name
+        self._names_taken.add(name)
         return name
 
     # ---------------------------------------------------------------------------------- writing
@@ -147,7 +146,7 @@ class PredictionOutputs:
         source, frame = _split_frame(detections.path)
         name = self._relative_name(source)
         stem = str(Path(name).with_suffix("")) + (f"_{frame}" if frame is not None else "")
-        if options.save_jsonl:
+        if self._jsonl is not None:
             record = {
                 "path": detections.path,
                 "image_id": detections.image_id,
@@ -156,8 +155,7 @@ class PredictionOutputs:
                 "class_ids": detections.class_ids.tolist(),
                 "class_names": detections.class_names,
             }
-            with self._jsonl.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            self._jsonl.write(json.dumps(record) + "\n")
         if options.save_json:
             self._coco.extend(coco_results([detections]))
         if options.save_txt:
@@ -218,6 +216,9 @@ class PredictionOutputs:
     def close(self) -> str:
         """Finish the files (COCO JSON, open video) and return a one-line summary."""
         self._close_video()
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
         if self.options.save_json:
             (self.run_dir / "predictions.json").write_text(json.dumps(self._coco))
         counts = ", ".join(f"{count} {name}" for name, count in sorted(self.boxes.items())) or "none"
