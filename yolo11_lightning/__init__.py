@@ -3,6 +3,7 @@
 Public surface:
     build_model, load_weights: the network (plain PyTorch, ``yolo11_lightning.nn``).
     DetectionLoss: the training loss.
+    Detector: a trained model on images, folders, videos, arrays (``Detector.from_checkpoint``).
     YOLODataModule, YOLOModule: the Lightning side (imported lazily, so the network, the loss and
         the data utilities stay usable without importing Lightning).
 """
@@ -18,6 +19,7 @@ _LAZY = {
     "build_model": "yolo11_lightning.nn.builder",
     "load_weights": "yolo11_lightning.nn.weights",
     "DetectionLoss": "yolo11_lightning.loss.detection",
+    "Detector": "yolo11_lightning.inference.detector",
     "YOLODataModule": "yolo11_lightning.data.datamodule",
     "YOLOModule": "yolo11_lightning.training.module",
 }

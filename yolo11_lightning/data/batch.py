@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -27,6 +28,10 @@ class Batch:
         paths: the image path of each row (for a video: ``"<video path>#<frame index>"``).
         has_labels: whether ``targets`` are ground truth (``False`` for unlabelled predict sources,
             whose ``targets`` are empty).
+        originals: predict only: the decoded original ``uint8 (h, w, 3)`` BGR image of each row, when
+            the outputs need the pixels (annotated images, crops, video); otherwise ``None``.
+        skipped: predict only: names of the source images of this batch that could not be decoded
+            (left out of the batch).
     """
 
     images: torch.Tensor
@@ -36,6 +41,8 @@ class Batch:
     ratio_pad: torch.Tensor
     paths: list[str]
     has_labels: bool = True
+    originals: list[Any] | None = None
+    skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

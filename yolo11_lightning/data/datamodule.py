@@ -1,4 +1,8 @@
-"""``YOLODataModule``: a ``data.yaml`` in, training and evaluation batches out (one device or DDP)."""
+"""``YOLODataModule``: a ``data.yaml`` in, training and evaluation batches out (one device or DDP).
+
+``predict`` also takes a plain source (image, folder, glob, ``.txt`` list, video) without any
+``data.yaml``; see :mod:`yolo11_lightning.data.sources`.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,11 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from yolo11_lightning.data.augment import AugmentConfig
-from yolo11_lightning.data.config import find_image_files, load_data_config
+from yolo11_lightning.data.config import DataConfig, find_image_files, list_image_files, load_data_config
 from yolo11_lightning.data.dataset import YOLODataset, collate
 from yolo11_lightning.data.samplers import RectTrainingSampler, TrainingSampler, ValidationSampler
 from yolo11_lightning.data.scan import ScanSummary, scan_split
+from yolo11_lightning.data.sources import PredictDataset, SourceItem, collate_predict, list_source
 from yolo11_lightning.training.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,7 @@ class YOLODataModule(pl.LightningDataModule):
     Args:
         data: Path to the ``data.yaml`` (``path`` + ``train``/``val``/``test`` as folders, ``.txt``
             lists or lists of either; Roboflow ``../train/images`` entries; ``names`` list or map).
+            Needed where labels are (fit, validate, test); ``predict`` can use ``source`` instead.
         imgsz: Network input size in pixels (square training canvas; long side for evaluation).
         batch_size: Training images per batch and process (also the window of the epoch order
             that each sample's mosaic partners come from); -1: the largest batch that fits 60% of
@@ -103,7 +109,14 @@ class YOLODataModule(pl.LightningDataModule):
         fliplr: Probability of a horizontal flip.
         flipud: Probability of a vertical flip.
         albumentations_p: Probability of each albumentations extra (Blur, MedianBlur, ToGray, CLAHE).
-        predict_split: Split of ``data.yaml`` that ``predict`` runs on.
+        predict_split: Split of ``data.yaml`` that ``predict`` runs on when no ``source`` is given.
+        source: What ``predict`` runs on, no labels or ``data.yaml`` needed: an image or video file,
+            a folder (recursive, sorted), a glob (sorted), or a ``.txt`` list (file order).
+            Results come in this input order; nothing is written beside the source files.
+        vid_stride: Predict every n-th frame of a video source.
+        predict_batch_size: Images per predict batch. 1 (default) letterboxes each image with
+            minimal padding to a stride multiple (as the reference's predict); above 1 every image
+            is letterboxed to ``imgsz`` square so that they stack.
         single_cls: Train and evaluate one class: every label's class becomes 0 and the class
             names become ``{0: "item"}`` (the model is built with one class).
         fraction: Train on this fraction of the training images: a fixed subset of
@@ -115,7 +128,7 @@ class YOLODataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        data: str,
+        data: str | None = None,
         imgsz: int = 640,
         batch_size: int = 16,
         workers: int = 8,
@@ -146,6 +159,9 @@ class YOLODataModule(pl.LightningDataModule):
         disk_cache: bool = False,
         rect_train: bool = False,
         strict_labels: bool = False,
+        source: str | None = None,
+        vid_stride: int = 1,
+        predict_batch_size: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -153,11 +169,21 @@ class YOLODataModule(pl.LightningDataModule):
             raise UserError(f"imgsz={imgsz} must be a multiple of stride={stride}")
         if not 0.0 < fraction <= 1.0:
             raise UserError(f"fraction={fraction} must be in (0, 1]")
-        self.config = load_data_config(data)
-        self.names: dict[int, str] = {0: "item"} if single_cls else dict(self.config.names)
-        self.num_classes: int = len(self.names)
         if batch_size < 1 and batch_size != -1:
             raise UserError(f"batch_size={batch_size}: give a positive batch size, or -1 for the auto batch size")
+        if data is None and source is None:
+            raise UserError(
+                "no data: give --data.data path/to/data.yaml (labels: fit, validate, test) "
+                "or, for predict, --data.source (image, folder, glob, .txt list or video)"
+            )
+        self.config = load_data_config(data) if data is not None else None
+        # Without a data.yaml (predict on a source) the model keeps its own classes and names.
+        self.names: dict[int, str] | None = None
+        if self.config is not None:
+            self.names = {0: "item"} if single_cls else dict(self.config.names)
+        self.num_classes: int | None = len(self.names) if self.names is not None else None
+        self.keep_originals = False  # set by the prediction writer when it draws or crops
+        self.predict_items: list[SourceItem] = []
         self.imgsz = imgsz
         self.batch_size = batch_size
         self._val_batch_size = val_batch_size
@@ -178,8 +204,14 @@ class YOLODataModule(pl.LightningDataModule):
         self.val_batch_size = self._val_batch_size or 2 * batch_size
 
     # ----------------------------------------------------------------------------------------- setup
+    def _require_config(self, stage: str) -> DataConfig:
+        if self.config is None:
+            raise UserError(f"{stage} needs labels: give --data.data path/to/data.yaml")
+        return self.config
+
     def _dataset(self, split: str, expect_labels: bool = True) -> YOLODataset:
         if split not in self.datasets:
+            self._require_config(split)
             if split not in self.config.splits:
                 raise UserError(f"{self.config.yaml_path}: no '{split}' split")
             sources = self.config.splits[split]
@@ -209,9 +241,12 @@ class YOLODataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Scan (or load the cache of) the splits the stage needs."""
-        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": [self.predict_split]}.get(
-            stage or "fit", []
-        )
+        if stage == "predict":
+            self.predict_items = self._predict_items()
+            return
+        wanted = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage or "fit", [])
+        if wanted:
+            self._require_config(stage or "fit")
         for split in wanted:
             if split == "val" and stage == "fit" and "val" not in self.config.splits:
                 rank_zero_info(f"{self.config.yaml_path} has no 'val' split: training without validation")
@@ -328,6 +363,38 @@ class YOLODataModule(pl.LightningDataModule):
         """Like ``val_dataloader`` for the ``test`` split."""
         return self._eval_loader("test")
 
+    def _predict_items(self) -> list[SourceItem]:
+        """The predict images in input order: ``source``, else the ``predict_split`` files (no scan)."""
+        hp = self.hparams
+        if hp.source is not None:
+            return list_source(hp.source, vid_stride=hp.vid_stride)
+        config = self._require_config("predict without --data.source")
+        if self.predict_split not in config.splits:
+            raise UserError(f"{config.yaml_path}: no '{self.predict_split}' split")
+        return [SourceItem(str(path)) for path in list_image_files(config.splits[self.predict_split])]
+
     def predict_dataloader(self) -> DataLoader:
-        """Like ``val_dataloader`` for the split named by ``predict_split`` (labels optional)."""
-        return self._eval_loader(self.predict_split)
+        """The source's images in input order, letterboxed (minimal padding at batch size 1), unlabelled.
+
+        Video frames are read by at most one worker, in order.
+        """
+        if not self.predict_items:
+            self.predict_items = self._predict_items()
+        hp = self.hparams
+        batch_size = hp.predict_batch_size
+        dataset = PredictDataset(
+            self.predict_items,
+            self.imgsz,
+            stride=hp.stride if batch_size == 1 else None,
+            keep_originals=self.keep_originals,
+        )
+        workers = min(self.workers, 1) if any(item.frame is not None for item in self.predict_items) else self.workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=workers,
+            pin_memory=hp.pin_memory and torch.cuda.is_available(),
+            collate_fn=collate_predict,
+            worker_init_fn=_worker_init if workers > 0 else None,
+        )

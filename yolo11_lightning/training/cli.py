@@ -4,8 +4,12 @@ Defaults added to Lightning's:
     * ``best_checkpoint``: ``best.ckpt``, the epoch with the highest ``val/mAP50-95``;
     * ``last_checkpoint``: ``last.ckpt`` rewritten at the end of **every** epoch (a second
       checkpoint callback without a monitor; ``save_last`` would stay at the best epoch);
-    * ``prediction_writer``: ``predict`` writes ``predictions.jsonl`` (one line per image, boxes in
-      original pixels) into the run directory;
+    * ``prediction_writer``: ``predict`` writes annotated images, YOLO txt labels, COCO JSON and
+      ``predictions.jsonl`` (boxes in original pixels) into the run directory and prints where;
+    * checkpoint-driven ``validate``/``test``/``predict --ckpt_path C``: the model config, class
+      names and training ``imgsz`` come from ``C`` (and ``data.data`` from its run's
+      ``config.yaml``); explicit flags and ``--config`` files override them. ``predict
+      --model.weights W`` (a reference ``.pt``) takes the config, names and size from ``W``;
     * the data module's ``num_classes`` and ``names`` are linked into the model, and its
       ``batch_size`` into the model's nominal-batch arithmetic;
     * a CSV logger (:class:`~.run_folder.RunCSVLogger`) under ``--trainer.default_root_dir``
@@ -47,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, ProgressBar
@@ -55,6 +60,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from yolo11_lightning.data.datamodule import YOLODataModule
 from yolo11_lightning.exit_codes import ExitCode
 from yolo11_lightning.inference.decode import UnreadableImageError
+from yolo11_lightning.inference.loading import ModelSpec, read_spec, require_training_checkpoint
+from yolo11_lightning.inference.writers import OutputOptions, PredictionOutputs
 from yolo11_lightning.training.auto_batch import (
     AUTO_BATCH,
     DEFAULT_FRACTION,
@@ -81,34 +88,61 @@ register_exit_code(NonFiniteTrainingError, ExitCode.DIVERGED)
 register_exit_code(NotATrainingCheckpointError, ExitCode.USER_ERROR)
 register_exit_code(UnreadableImageError, ExitCode.USER_ERROR)
 
+log = logging.getLogger(__name__)
+
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes the detections of ``predict`` as JSON lines (one image per line).
+    """Writes the outputs of ``predict`` into the run folder and prints where they are.
 
-    Each line: ``{"path", "image_id", "boxes": [[x1, y1, x2, y2], ...], "scores", "class_ids",
-    "class_names"}`` with boxes in original-image pixels.
+    Annotated images (a video source gives an annotated video), YOLO txt labels, one COCO-format
+    ``predictions.json``, ``predictions.jsonl`` and optional crops; see
+    :class:`~yolo11_lightning.inference.writers.PredictionOutputs`. Images come in input order;
+    an unreadable image is skipped with a warning and counted in the final line.
 
     Args:
-        output: file to write; a relative path is placed in the run (log) directory.
+        output_dir: output folder; ``None`` uses the run (log) directory. Under DDP each rank
+            writes into its own ``rank<N>`` sub-folder.
+        save_images: write annotated images (boxes, class names, scores).
+        save_txt: write YOLO txt labels (``class cx cy w h`` normalised).
+        save_conf: add the score column to the txt labels.
+        save_json: write the COCO-format results file ``predictions.json``.
+        save_jsonl: write ``predictions.jsonl`` (one line per image, boxes in original pixels).
+        save_crops: write each box cut out of the image, one folder per class.
+        line_width: annotation line width (``None``: proportional to the image size).
     """
 
-    def __init__(self, output: str = "predictions.jsonl") -> None:
+    def __init__(
+        self,
+        output_dir: str | None = None,
+        save_images: bool = True,
+        save_txt: bool = True,
+        save_conf: bool = False,
+        save_json: bool = True,
+        save_jsonl: bool = True,
+        save_crops: bool = False,
+        line_width: int | None = None,
+    ) -> None:
         super().__init__(write_interval="batch")
-        self.output = output
-        self.path: Path | None = None
+        self.output_dir = output_dir
+        self.options = OutputOptions(
+            save_images=save_images, save_txt=save_txt, save_conf=save_conf, save_json=save_json,
+            save_jsonl=save_jsonl, save_crops=save_crops, line_width=line_width,
+        )  # fmt: skip
+        self.outputs: PredictionOutputs | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Resolve and truncate the output file (rank 0 and each other rank get their own file)."""
+        """Create the run folder's writer; ask the data module for the original images if needed."""
         if stage != "predict":
             return
-        path = Path(self.output)
-        if not path.is_absolute():
-            path = Path(trainer.log_dir or trainer.default_root_dir) / path
+        run_dir = Path(self.output_dir or trainer.log_dir or trainer.default_root_dir)
         if trainer.world_size > 1:
-            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("")
-        self.path = path
+            run_dir = run_dir / f"rank{trainer.global_rank}"
+        datamodule = getattr(trainer, "datamodule", None)
+        source = getattr(getattr(datamodule, "hparams", None), "source", None)
+        root = source if source and Path(source).is_dir() else None
+        if datamodule is not None:
+            datamodule.keep_originals = self.options.needs_pixels
+        self.outputs = PredictionOutputs(run_dir, self.options, source_root=root)
 
     def write_on_batch_end(
         self,
@@ -120,19 +154,19 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        """Append one JSON line per image of the batch."""
-        assert self.path is not None
-        with self.path.open("a") as handle:
-            for item in prediction:
-                record = {
-                    "path": item.path,
-                    "image_id": item.image_id,
-                    "boxes": [[round(v, 2) for v in box] for box in item.boxes.tolist()],
-                    "scores": [round(v, 5) for v in item.scores.tolist()],
-                    "class_ids": item.class_ids.tolist(),
-                    "class_names": item.class_names,
-                }
-                handle.write(json.dumps(record) + "\n")
+        """Write every output of the batch's images; warn about unreadable ones."""
+        assert self.outputs is not None
+        for name in getattr(batch, "skipped", []):
+            log.warning("predict: skipped unreadable image %s", name)
+            self.outputs.skip(name)
+        originals = getattr(batch, "originals", None) or [None] * len(prediction)
+        for item, image in zip(prediction, originals):
+            self.outputs.write(item, image)
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Finish the files and print the summary line with the results folder."""
+        if self.outputs is not None:
+            print(self.outputs.close(), flush=True)
 
 
 class YOLOCLI(LightningCLI):
@@ -175,13 +209,6 @@ class YOLOCLI(LightningCLI):
             **kwargs,
         )
 
-    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then refuse (one line, exit code 2) a logger whose package is not installed."""
-        super().parse_arguments(parser, args)
-        subcommand = self.config.get("subcommand")
-        config = self.config.get(subcommand) if subcommand else self.config
-        check_logger_installed(config.trainer.logger)
-
     def before_instantiate_classes(self) -> None:
         """Put the logs where they belong and check that the chosen logger's package is installed.
 
@@ -214,13 +241,53 @@ class YOLOCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:
-        """Keep the command line's model arguments when ``--ckpt_path`` is given.
+        """Not Lightning's rule (the checkpoint's hyperparameters replacing the command line).
 
-        Lightning's CLI would replace every model argument by the hyperparameters stored in the
-        checkpoint, silently ignoring e.g. ``--model.predict_conf``. Here the command line (or
-        ``--config``) decides; ``YOLOModule.on_load_checkpoint`` then refuses, with a clear
-        message, a checkpoint whose architecture differs from the model being built.
+        Here the checkpoint only gives *defaults* (see :meth:`parse_arguments`); the command line
+        and ``--config`` files override them, and ``YOLOModule.on_load_checkpoint`` refuses, with a
+        clear message, a checkpoint whose architecture differs from the model being built.
         """
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, with the defaults of ``--ckpt_path`` (or ``predict --model.weights``) set first; then
+        refuse (one line, exit code 2) a logger whose package is not installed."""
+        argv = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:] if args is None else None
+        if argv:
+            self._set_file_defaults(argv)
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand) if subcommand else self.config
+        check_logger_installed(config.trainer.logger)
+
+    def _set_file_defaults(self, argv: list[str]) -> None:
+        subcommand = next((a for a in argv if not a.startswith("-")), None)
+        if subcommand not in self._subcommand_parsers:
+            return
+        ckpt_path, weights = _flag_value(argv, "--ckpt_path"), _flag_value(argv, "--model.weights")
+        spec: ModelSpec | None = None
+        if ckpt_path and Path(ckpt_path).is_file():
+            try:
+                spec = read_spec(ckpt_path)
+            except ValueError:
+                return  # unreadable: Lightning's loader reports it (naming the previous good checkpoint)
+            require_training_checkpoint(spec)  # a weights file: one line pointing to --model.weights
+        elif weights and subcommand == "predict" and Path(weights).is_file():
+            spec = read_spec(weights)
+        if spec is None or subcommand == "fit":
+            return
+        defaults: dict[str, Any] = {"data.imgsz": spec.imgsz}
+        if spec.model_config is not None:
+            defaults["model.model"] = spec.model_config
+        data = _run_config_data(Path(ckpt_path)) if ckpt_path else None
+        if data:
+            defaults["data.data"] = data
+        self._subcommand_parsers[subcommand].set_defaults(defaults)
+        name = spec.model_config.get("yaml_file", "<dict>") if isinstance(spec.model_config, dict) else spec.model_config
+        print(
+            f"{subcommand}: defaults from {spec.path}: model {name} ({spec.num_classes} classes), imgsz {spec.imgsz} "
+            f"(from {spec.imgsz_source})" + (f", data {data}" if data else "") + "; explicit flags override them",
+            flush=True,
+        )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Checkpoint and prediction-writer callbacks, and the data -> model links."""
@@ -296,6 +363,31 @@ class YOLOCLI(LightningCLI):
             f"P {results.precision:.4f}  R {results.recall:.4f}",
             flush=True,
         )
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The value of ``flag`` in ``argv`` (``--flag value`` or ``--flag=value``; the last one wins)."""
+    value = None
+    for index, arg in enumerate(argv):
+        if arg == flag and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith(flag + "="):
+            value = arg[len(flag) + 1 :]
+    return value
+
+
+def _run_config_data(ckpt_path: Path) -> str | None:
+    """``data.data`` of the run that wrote ``ckpt_path`` (``<run>/config.yaml``), if that file still exists."""
+    for config_path in (ckpt_path.parent / "config.yaml", ckpt_path.parent.parent / "config.yaml"):
+        if not config_path.is_file():
+            continue
+        try:
+            config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            return None
+        data = (config.get("data") or {}).get("data") if isinstance(config, dict) else None
+        return str(data) if data and Path(str(data)).is_file() else None
+    return None
 
 
 def run_cli(args: Sequence[str] | None = None) -> YOLOCLI | None:

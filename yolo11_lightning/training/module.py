@@ -10,6 +10,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 
 from yolo11_lightning.data.batch import Batch
+from yolo11_lightning.inference.loading import inference_entry
 from yolo11_lightning.inference.postprocess import NMSSettings, detect
 from yolo11_lightning.inference.preprocess import to_float_input
 from yolo11_lightning.inference.results import Detections
@@ -55,12 +56,14 @@ class YOLOModule(LightningModule):
 
     Args:
         model: model config (bundled name such as ``"yolo11n.yaml"`` or ``"yolo11n-mlla.yaml"``, or
-            a path to a model YAML), or an already built ``DetectionModel``.
+            a path to a model YAML, or a config dict as stored in checkpoints), or an already built
+            ``DetectionModel``.
         num_classes: number of classes; overrides the config's ``nc`` (linked from the data
             module by the CLI). ``None`` keeps the config's.
         class_names: class names, ``{id: name}`` or a list (linked from the data module by the CLI).
         weights: pretrained weights to initialise from (reference ``.pt``, our ``.ckpt`` (EMA
-            preferred), a state dict or safetensors file); ``None`` trains from scratch.
+            preferred), a state dict or safetensors file); ``None`` trains from scratch. Without
+            ``class_names``, the file's class names are used when it records them for this class count.
         batch_size: images per batch and process, used for the nominal-batch accumulation and the
             weight-decay scaling; ``None`` reads ``trainer.datamodule.batch_size``.
         optimizer: ``"SGD"`` (Nesterov, the recipe), ``"AdamW"``, or ``"auto"`` (the reference's
@@ -88,6 +91,9 @@ class YOLOModule(LightningModule):
         max_det: maximal detections per image (NMS and the COCO evaluation).
         predict_conf: NMS confidence threshold in predict.
         predict_iou: NMS IoU threshold in predict.
+        predict_classes: keep only these class ids in predict (``None``: all).
+        predict_agnostic: class-agnostic NMS in predict (overlapping boxes of different classes
+            suppress each other).
         max_nonfinite_steps: stop the run after this many consecutive optimizer steps skipped for a
             non-finite loss or gradient.
         divergence_min_loss: stop (``TrainingDivergedError``) when a batch's loss falls to this value
@@ -112,7 +118,7 @@ class YOLOModule(LightningModule):
 
     def __init__(
         self,
-        model: str | DetectionModel = "yolo11n.yaml",
+        model: str | dict[str, Any] | DetectionModel = "yolo11n.yaml",
         num_classes: int | None = None,
         class_names: dict[int, str] | list[str] | None = None,
         weights: str | None = None,
@@ -139,6 +145,8 @@ class YOLOModule(LightningModule):
         max_det: int = 300,
         predict_conf: float = 0.25,
         predict_iou: float = 0.7,
+        predict_classes: list[int] | None = None,
+        predict_agnostic: bool = False,
         max_nonfinite_steps: int = 10,
         divergence_min_loss: float = 1e-6,
         divergence_spike_factor: float = 1e3,
@@ -158,7 +166,7 @@ class YOLOModule(LightningModule):
         from yolo11_lightning.loss.detection import DetectionLoss
         from yolo11_lightning.nn.builder import build_model
 
-        network = build_model(model, nc=num_classes) if isinstance(model, str) else model
+        network = build_model(model, nc=num_classes) if isinstance(model, (str, dict)) else model
         if num_classes is not None and network.nc != num_classes:
             raise ValueError(f"the given model has {network.nc} classes but num_classes={num_classes}")
         if class_names is not None:
@@ -170,6 +178,12 @@ class YOLOModule(LightningModule):
             from yolo11_lightning.nn.weights import load_weights
 
             load_weights(network, weights)
+            if class_names is None:
+                from yolo11_lightning.inference.loading import read_spec
+
+                file_names = read_spec(weights).names
+                if len(file_names) == network.nc:
+                    network.names = file_names
         for parameter in network.head.dfl.parameters():  # the DFL conv is a fixed projection
             parameter.requires_grad_(False)
         if channels_last:
@@ -223,7 +237,10 @@ class YOLOModule(LightningModule):
     def predict_nms(self) -> NMSSettings:
         """NMS settings of predict."""
         hp = self.hparams
-        return NMSSettings(conf=hp.predict_conf, iou=hp.predict_iou, max_det=hp.max_det)
+        classes = tuple(hp.predict_classes) if hp.predict_classes is not None else None
+        return NMSSettings(
+            conf=hp.predict_conf, iou=hp.predict_iou, max_det=hp.max_det, classes=classes, agnostic=hp.predict_agnostic
+        )
 
     @property
     def eval_model(self) -> nn.Module:
@@ -515,7 +532,7 @@ class YOLOModule(LightningModule):
     # ------------------------------------------------------------------------------------ predict
     def predict_step(self, batch: Batch | None, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
         """Detections per image in original pixels (the EMA weights, :attr:`predict_nms`)."""
-        if batch is None:  # every image of the batch failed to decode at run time (logged by the dataset)
+        if batch is None or len(batch) == 0:  # every image of the batch was unreadable (logged, Batch.skipped)
             return []
         decoded, _ = self._eval_network(self._images(batch))
         predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.predict_nms)
@@ -529,7 +546,11 @@ class YOLOModule(LightningModule):
 
     # -------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add the EMA weights and count, the model architecture and the optimisation counters.
+        """Add the EMA weights and count, the model architecture, what inference needs and the counters.
+
+        ``inference`` (see :func:`~yolo11_lightning.inference.loading.inference_entry`): the resolved
+        model config, class names, training ``imgsz`` and stride, so that ``validate``/``test``/
+        ``predict --ckpt_path`` and ``Detector.from_checkpoint`` need nothing else.
 
         Raises:
             TrainingDivergedError: if the weights (raw or EMA) are not finite or beyond
@@ -544,6 +565,7 @@ class YOLOModule(LightningModule):
         checkpoint["ema_updates"] = self.ema.updates
         checkpoint["model_config"] = architecture_of(self.model)
         checkpoint["class_names"] = dict(self.model.names)
+        checkpoint["inference"] = inference_entry(self.model, self._training_imgsz())
         checkpoint["yolo_state"] = {
             "last_optimizer_iteration": self.last_optimizer_iteration,
             "nonfinite_skipped": self.nonfinite_skipped,
@@ -551,6 +573,13 @@ class YOLOModule(LightningModule):
             "guard": self.guard.state_dict(),
             "epoch_losses": self.epoch_losses.state_dict(),
         }
+
+    def _training_imgsz(self) -> int | None:
+        """The data module's ``imgsz`` (``None`` without a trainer or data module)."""
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        imgsz = getattr(datamodule, "imgsz", None)
+        return int(imgsz) if imgsz else None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of a newer format or another architecture; restore the EMA and the counters."""
