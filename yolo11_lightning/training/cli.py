@@ -261,7 +261,8 @@ class YOLOCLI(LightningCLI):
 
     def _set_file_defaults(self, argv: list[str]) -> None:
         subcommand = next((a for a in argv if not a.startswith("-")), None)
-        if subcommand not in self._subcommand_parsers:
+        parsers = getattr(self, "_subcommand_parsers", {})  # none with run=False
+        if subcommand not in parsers:
             return
         ckpt_path, weights = _flag_value(argv, "--ckpt_path"), _flag_value(argv, "--model.weights")
         spec: ModelSpec | None = None
@@ -281,7 +282,7 @@ class YOLOCLI(LightningCLI):
         data = _run_config_data(Path(ckpt_path)) if ckpt_path else None
         if data:
             defaults["data.data"] = data
-        self._subcommand_parsers[subcommand].set_defaults(defaults)
+        parsers[subcommand].set_defaults(defaults)
         name = spec.model_config.get("yaml_file", "<dict>") if isinstance(spec.model_config, dict) else spec.model_config
         print(
             f"{subcommand}: defaults from {spec.path}: model {name} ({spec.num_classes} classes), imgsz {spec.imgsz} "
