@@ -4,10 +4,12 @@ from yolo11_lightning.nn.blocks.c2psa_mlla import C2PSAMLLA
 from yolo11_lightning.nn.blocks.conv import Conv, DWConv
 from yolo11_lightning.nn.blocks.csp import Bottleneck, C3k, C3k2
 from yolo11_lightning.nn.blocks.focal import FocalModulation
-from yolo11_lightning.nn.blocks.misc import Concat
+from yolo11_lightning.nn.blocks.misc import Concat, Index
 from yolo11_lightning.nn.blocks.mlla import MLLAttention
 from yolo11_lightning.nn.blocks.psa import C2PSA, Attention, PSABlock
 from yolo11_lightning.nn.blocks.sppf import SPPF
+from yolo11_lightning.nn.blocks.timm_attention import TimmAttention
+from yolo11_lightning.nn.blocks.timm_backbone import TimmBackbone
 
 __all__ = [
     "Attention",
@@ -20,7 +22,10 @@ __all__ = [
     "Conv",
     "DWConv",
     "FocalModulation",
+    "Index",
     "MLLAttention",
     "PSABlock",
     "SPPF",
+    "TimmAttention",
+    "TimmBackbone",
 ]
