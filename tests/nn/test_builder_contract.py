@@ -179,7 +179,7 @@ def test_registry_imports_none_of_its_clients() -> None:
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m and m.startswith("yolo11_lightning")]
     source = (REPO_ROOT / "yolo11_lightning/nn/registry.py").read_text()
-    assert "import_module(\"yolo11_lightning" not in source
+    assert 'import_module("yolo11_lightning' not in source
     # Importing the registry alone (as a block file does) still knows the built-in blocks.
     code = "from yolo11_lightning.nn.registry import get_block; print(get_block('C3k2').cls.__module__)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)

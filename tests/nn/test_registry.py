@@ -37,7 +37,9 @@ def _inputs(contract: str, height: int, width: int) -> tuple[list[int], object]:
         return [channels], [torch.randn(BATCH, c, height, width, requires_grad=True) for c in channels]
     if contract == "head":  # three pyramid levels, as the builder feeds Detect
         channels = [CHANNELS // 2, CHANNELS, CHANNELS * 2]
-        maps = [torch.randn(BATCH, c, height // 2**i, width // 2**i, requires_grad=True) for i, c in enumerate(channels)]
+        maps = [
+            torch.randn(BATCH, c, height // 2**i, width // 2**i, requires_grad=True) for i, c in enumerate(channels)
+        ]
         return channels, maps
     return [CHANNELS], torch.randn(BATCH, CHANNELS, height, width, requires_grad=True)
 

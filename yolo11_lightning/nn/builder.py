@@ -157,7 +157,7 @@ def parse_layers(cfg: dict[str, Any], input_channels: int = 3) -> tuple[list[nn.
         spec = get_block(str(name))
         try:
             args, kwargs = split_row_args(raw_args, nc)
-        except ValueError as error:
+        except (TypeError, ValueError) as error:
             raise ValueError(f"model config row {index} ({name}): {error}") from None
         repeats = max(round(repeats * depth), 1) if repeats > 1 else int(repeats)
         try:
@@ -185,7 +185,7 @@ def split_row_args(raw: Any, nc: int) -> tuple[list, dict[str, Any]]:
         The positional arguments and the keyword arguments.
 
     Raises:
-        ValueError: If ``raw`` has another type or a keyword is not a string.
+        TypeError: If ``raw`` has another type or a keyword is not a string.
     """
     if raw is None:
         positional, keywords = [], {}
@@ -195,9 +195,9 @@ def split_row_args(raw: Any, nc: int) -> tuple[list, dict[str, Any]]:
         positional = list(raw)
         keywords = positional.pop() if positional and isinstance(positional[-1], dict) else {}
     else:
-        raise ValueError(f"args must be a list, a map or a list ending in a map, got {type(raw).__name__}")
+        raise TypeError(f"args must be a list, a map or a list ending in a map, got {type(raw).__name__}")
     if not all(isinstance(key, str) for key in keywords):
-        raise ValueError(f"keyword argument names must be strings, got {sorted(map(repr, keywords))}")
+        raise TypeError(f"keyword argument names must be strings, got {sorted(map(repr, keywords))}")
     return [_resolve_arg(a, nc) for a in positional], {k: _resolve_arg(v, nc) for k, v in keywords.items()}
 
 

@@ -8,7 +8,7 @@ modules in train mode); to keep them too, put those BatchNorm layers in eval mod
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch.nn as nn
 
@@ -25,6 +25,7 @@ def freeze_layers(model: nn.Module, freeze: int | Sequence[int] | None) -> list[
         The frozen layer indices, sorted.
 
     Raises:
+        TypeError: If ``freeze`` is a bool.
         ValueError: If an index is outside the model's layers or ``N`` is negative or too large.
     """
     layers = model.model  # type: ignore[union-attr]
@@ -32,7 +33,7 @@ def freeze_layers(model: nn.Module, freeze: int | Sequence[int] | None) -> list[
     if freeze is None:
         return []
     if isinstance(freeze, bool):
-        raise ValueError(f"freeze must be a layer count or a list of layer indices, got {freeze!r}")
+        raise TypeError(f"freeze must be a layer count or a list of layer indices, got {freeze!r}")
     if isinstance(freeze, int):
         if not 0 <= freeze <= count:
             raise ValueError(f"freeze={freeze}: the model has {count} layers (0 .. {count - 1})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -12,7 +12,7 @@ import torch.nn as nn
 _STRIDE_PROBE_SIZE = 128
 
 # Channels of a layer's output: one count, or one per output for a layer with several outputs.
-Channels = Union[int, tuple[int, ...]]
+Channels = int | tuple[int, ...]
 
 
 @dataclass(frozen=True)

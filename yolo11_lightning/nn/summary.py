@@ -73,7 +73,9 @@ def model_summary(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> str:
         module_name = f"{type(block).__module__}.{type(block).__qualname__}"
         params = sum(p.numel() for p in layer.parameters())
         arguments = [*info.args, info.kwargs] if getattr(info, "kwargs", None) else info.args
-        lines.append(f"{info.index:>3}{info.source!s:>20}{info.repeats:>3}{params:>10}  {module_name:<45}{arguments!s:<30}")
+        lines.append(
+            f"{info.index:>3}{info.source!s:>20}{info.repeats:>3}{params:>10}  {module_name:<45}{arguments!s:<30}"
+        )
     totals = summary_totals(model, imgsz)
     config_file = (getattr(model, "yaml", None) or {}).get("yaml_file", "")
     name = Path(config_file).stem.replace("yolo", "YOLO") if config_file else "Model"

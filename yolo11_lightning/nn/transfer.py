@@ -121,7 +121,7 @@ def transfer_weights(model: nn.Module, weights: str | Path | dict[str, torch.Ten
     for model_index, file_index in pairs.items():
         theirs = file_layers[file_index]
         follows_weight = True  # whether the module holding the last weight matrix was transferred
-        for module, names in _modules(model_layers[model_index]).items():
+        for names in _modules(model_layers[model_index]).values():
             mine = {name: model_layers[model_index][name] for name in names}
             has_weight = any(t.is_floating_point() and t.dim() >= 2 for t in mine.values())
             shapes_match = True
@@ -205,7 +205,10 @@ def _match_score(theirs: dict[str, torch.Tensor], mine: dict[str, torch.Tensor])
     return sum(
         1
         for name, tensor in mine.items()
-        if tensor.is_floating_point() and tensor.dim() >= 2 and name in theirs and tuple(theirs[name].shape) == tuple(tensor.shape)
+        if tensor.is_floating_point()
+        and tensor.dim() >= 2
+        and name in theirs
+        and tuple(theirs[name].shape) == tuple(tensor.shape)
     )
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from yolo11_lightning.study.report import write_reports
 from yolo11_lightning.study.runner import execute, load_results, plan_runs
@@ -39,7 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, overrides = parser.parse_known_args(argv)
 
     runs = plan_runs(args.variants, args.seeds, args.out)
-    failed = [] if args.report_only else execute(runs, args.config, overrides, args.devices, latency_runs=args.latency_runs)
+    failed = (
+        [] if args.report_only else execute(runs, args.config, overrides, args.devices, latency_runs=args.latency_runs)
+    )
     rows = load_results(runs)
     if not rows:
         print("no finished runs: nothing to report", file=sys.stderr)

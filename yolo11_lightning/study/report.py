@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from yolo11_lightning.study.runner import variant_label
 from yolo11_lightning.study.stats import Comparison, mean, std, welch_t_test
@@ -85,7 +85,11 @@ def write_csv(rows: Sequence[dict], path: Path) -> None:
 
 def _pm(values: Sequence[float], scale: float = 100.0) -> str:
     spread = std(values)
-    return f"{mean(values) * scale:.2f} ± {spread * scale:.2f}" if not math.isnan(spread) else f"{mean(values) * scale:.2f}"
+    return (
+        f"{mean(values) * scale:.2f} ± {spread * scale:.2f}"
+        if not math.isnan(spread)
+        else f"{mean(values) * scale:.2f}"
+    )
 
 
 def _delta(comparison: Comparison | None, scale: float = 100.0) -> tuple[str, str]:
@@ -103,13 +107,17 @@ def markdown(summaries: Sequence[VariantSummary], title: str = "Study") -> str:
     lines = [
         f"# {title}",
         "",
-        f"mAP in points (x100), mean ± sample std over seeds. Δ: difference of the means to **{first}** with "
-        "its 95% confidence interval and the two-sided p-value of Welch's t-test (independent runs, unequal "
-        "variances; see `yolo11_lightning/study/stats.py` for why). A gain whose interval contains 0 is not "
-        "established by these runs.",
+        (
+            f"mAP in points (x100), mean ± sample std over seeds. Δ: difference of the means to **{first}** with "
+            "its 95% confidence interval and the two-sided p-value of Welch's t-test (independent runs, unequal "
+            "variances; see `yolo11_lightning/study/stats.py` for why). A gain whose interval contains 0 is not "
+            "established by these runs."
+        ),
         "",
-        "| variant | seeds | mAP50-95 | Δ mAP50-95 [95% CI] | p | mAP50 | Δ mAP50 [95% CI] | p | params | GFLOPs | "
-        "latency ms |",
+        (
+            "| variant | seeds | mAP50-95 | Δ mAP50-95 [95% CI] | p | mAP50 | Δ mAP50 [95% CI] | p | params | GFLOPs "
+            "| latency ms |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
@@ -142,7 +150,9 @@ def plot(summaries: Sequence[VariantSummary], path: Path) -> None:
         means = [mean(v) * 100 for v in values]
         errors = [0.0 if math.isnan(std(v)) else std(v) * 100 for v in values]
         positions = range(len(labels))
-        axis.errorbar(positions, means, yerr=errors, fmt="s", color="#c0392b", capsize=8, markersize=8, label="mean ± std")
+        axis.errorbar(
+            positions, means, yerr=errors, fmt="s", color="#c0392b", capsize=8, markersize=8, label="mean ± std"
+        )
         for x, seeds in zip(positions, values):
             axis.scatter([x + 0.18] * len(seeds), [v * 100 for v in seeds], color="#2c3e50", s=22, label=None)
         axis.set_xlim(-0.6, len(labels) - 0.4)

@@ -15,9 +15,9 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 # The CLI entry point, as train.py calls it (LightningCLI reads sys.argv[1:]).
 _CLI = "from yolo11_lightning.training.cli import main; main()"
@@ -148,7 +148,7 @@ def execute(
             with (run.folder / "train.log").open("a") as log:
                 log.write("$ " + " ".join(command) + "\n")
                 log.flush()
-                code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+                code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
             if code != 0 or not run.finished:
                 with lock:
                     failed.append(run)

@@ -15,8 +15,8 @@ The Student t distribution is computed here from the regularised incomplete beta
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 def mean(values: Sequence[float]) -> float:

@@ -12,10 +12,11 @@ from yolo11_lightning.nn.blocks.timm_attention import TimmAttention
 from yolo11_lightning.nn.blocks.timm_backbone import TimmBackbone
 
 __all__ = [
-    "Attention",
-    "Bottleneck",
     "C2PSA",
     "C2PSAMLLA",
+    "SPPF",
+    "Attention",
+    "Bottleneck",
     "C3k",
     "C3k2",
     "Concat",
@@ -25,7 +26,6 @@ __all__ = [
     "Index",
     "MLLAttention",
     "PSABlock",
-    "SPPF",
     "TimmAttention",
     "TimmBackbone",
 ]

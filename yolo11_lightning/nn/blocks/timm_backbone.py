@@ -13,8 +13,9 @@ full timm model's state dict as timm saves it) loads local pretrained weights th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
