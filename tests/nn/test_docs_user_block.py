@@ -36,7 +36,7 @@ def test_user_block_from_the_docs_trains_one_step(tmp_path: Path) -> None:
         "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "run"),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "`Trainer.fit` stopped: `max_epochs=1` reached." in output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -74,3 +75,23 @@ def test_finished_runs_are_skipped(tmp_path: Path) -> None:
     lines: list[str] = []
     assert execute(runs, None, [], echo=lines.append) == []
     assert lines == [f"skip yolo11n.yaml seed {s}: finished ({tmp_path}/yolo11n/seed{s}/result.json)" for s in (0, 1)]
+
+
+def test_one_run_per_device_with_its_own_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --devices, each run sees only its GPU (CUDA_VISIBLE_DEVICES) and GPUs are not shared."""
+    import sys
+
+    from yolo11_lightning.study import runner
+
+    script = (
+        "import json, os, sys, time; start = time.time(); time.sleep(0.3); "
+        "json.dump({'gpu': os.environ['CUDA_VISIBLE_DEVICES'], 'start': start, 'end': time.time()}, open(sys.argv[1], 'w'))"
+    )
+    monkeypatch.setattr(runner, "run_command", lambda run, *args: [sys.executable, "-c", script, str(run.result_file)])
+    runs = plan_runs(["a.yaml", "b.yaml"], [0, 1], tmp_path)
+    assert execute(runs, None, [], devices=["3", "5"], echo=lambda line: None) == []
+    results = [json.loads(run.result_file.read_text()) for run in runs]
+    assert {r["gpu"] for r in results} == {"3", "5"}
+    for gpu in ("3", "5"):  # the runs on one GPU do not overlap in time
+        spans = sorted((r["start"], r["end"]) for r in results if r["gpu"] == gpu)
+        assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(spans))

@@ -128,42 +128,43 @@ def execute(
     for run in runs:
         if run.finished:
             echo(f"skip {run.variant} seed {run.seed}: finished ({run.result_file})")
-    slots: queue.Queue[str | None] = queue.Queue()
-    for device in devices or [None]:
-        slots.put(device)
+    todo: queue.Queue[Run] = queue.Queue()
+    for run in pending:
+        todo.put(run)
     failed: list[Run] = []
     lock = threading.Lock()
 
-    def work(run: Run) -> None:
-        device = slots.get()
-        try:
-            env = dict(os.environ)
-            if device is not None:
-                env["CUDA_VISIBLE_DEVICES"] = str(device)
-            run.folder.mkdir(parents=True, exist_ok=True)
-            command = run_command(run, config, overrides, latency_runs)
-            resumed = "--ckpt_path" in command
-            where = f" on GPU {device}" if device is not None else ""
-            echo(f"{'resume' if resumed else 'train'} {run.variant} seed {run.seed}{where} -> {run.folder}")
-            with (run.folder / "train.log").open("a") as log:
-                log.write("$ " + " ".join(command) + "\n")
-                log.flush()
-                code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
-            if code != 0 or not run.finished:
-                with lock:
-                    failed.append(run)
-                echo(f"FAILED {run.variant} seed {run.seed} (exit {code}); see {run.folder / 'train.log'}")
-        finally:
-            slots.put(device)
+    def train(run: Run, device: str | None) -> None:
+        env = dict(os.environ)
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(device)
+        run.folder.mkdir(parents=True, exist_ok=True)
+        command = run_command(run, config, overrides, latency_runs)
+        resumed = "--ckpt_path" in command
+        where = f" on GPU {device}" if device is not None else ""
+        echo(f"{'resume' if resumed else 'train'} {run.variant} seed {run.seed}{where} -> {run.folder}")
+        with (run.folder / "train.log").open("a") as log:
+            log.write("$ " + " ".join(command) + "\n")
+            log.flush()
+            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
+        if code != 0 or not run.finished:
+            with lock:
+                failed.append(run)
+            echo(f"FAILED {run.variant} seed {run.seed} (exit {code}); see {run.folder / 'train.log'}")
 
-    threads = [threading.Thread(target=work, args=(run,)) for run in pending]
-    parallel = max(len(devices), 1)
-    for start in range(0, len(threads), parallel):  # at most one run per device at a time
-        batch = threads[start : start + parallel]
-        for thread in batch:
-            thread.start()
-        for thread in batch:
-            thread.join()
+    def worker(device: str | None) -> None:  # one worker per device: one run per device at a time
+        while True:
+            try:
+                run = todo.get_nowait()
+            except queue.Empty:
+                return
+            train(run, device)
+
+    threads = [threading.Thread(target=worker, args=(device,)) for device in (list(devices) or [None])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return failed
 
 
