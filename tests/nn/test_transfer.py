@@ -134,3 +134,30 @@ def test_alignment_skips_inserted_and_replaced_layers() -> None:
     # model: an inserted layer at 1 (no match), then the file's 1 and 2, then a new one.
     model_layers = {0: layer((4, 3, 3, 3)), 1: layer((5, 5)), 2: layer((8, 4, 1, 1)), 3: layer((8, 8, 3, 3)), 4: {}}
     assert align_layers(file_layers, model_layers) == {0: 0, 2: 1, 3: 2}
+
+
+def test_normalisation_follows_the_weight_before_it() -> None:
+    """A BatchNorm whose shapes match is not copied when the convolution it normalises was not."""
+    from collections import OrderedDict
+
+    class Net(torch.nn.Module):
+        def __init__(self, c_in: int) -> None:
+            super().__init__()
+            layer = OrderedDict(
+                a=torch.nn.Conv2d(4, 8, 1),
+                a_bn=torch.nn.BatchNorm2d(8),
+                b=torch.nn.Conv2d(c_in, 8, 3, bias=False),
+                b_bn=torch.nn.BatchNorm2d(8),
+            )
+            self.model = torch.nn.Sequential(torch.nn.Sequential(layer))
+
+    source = _randomised(Net(2).state_dict())
+    report = transfer_weights(Net(3), source)
+    assert sorted(report.transferred) == sorted(
+        f"model.0.{m}.{t}" for m, ts in {"a": ("weight", "bias"), "a_bn": _BN}.items() for t in ts
+    )
+    assert "model.0.b.weight" in report.shape_mismatches
+    assert all(k.startswith(("model.0.b.", "model.0.b_bn.")) for k in report.initialised)
+
+
+_BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
