@@ -44,7 +44,8 @@ def test_two_by_two_study_writes_its_outputs_and_skips_finished_runs(tmp_path: P
         ("yolo11n.yaml", "0"), ("yolo11n.yaml", "1"), ("yolo11n-eca.yaml", "0"), ("yolo11n-eca.yaml", "1"),
     ]  # fmt: skip
     assert all(r["epochs"] == "1" and float(r["seconds"]) > 0 and 0 <= float(r["map50_95"]) <= 1 for r in rows)
-    assert rows[0]["params"] == "2590620" and int(rows[2]["params"]) == 2590620 + 3 * 3  # ECA: one 3-tap conv x 3
+    # ECA: one 1-D conv over channels per level, k = 3, 5, 5 taps for 64, 128, 256 channels (no bias).
+    assert rows[0]["params"] == "2590620" and int(rows[2]["params"]) == 2590620 + 3 + 5 + 5
     text = (tmp_path / "study.md").read_text()
     assert "| yolo11n | 2 |" in text and "| yolo11n-eca | 2 |" in text
     assert (tmp_path / "study.png").stat().st_size > 0
