@@ -129,7 +129,9 @@ def test_forward_backward_every_bundled_config(config: str, size: tuple[int, int
     scaled = config.replace("yolo11", "yolo11n", 1)
     model = cached_model(scaled, 3)
     height, width = size
-    images = torch.rand(1, 3, height, width)
+    # Two images: training normalises over the batch, and some blocks (timm's selective kernel) apply
+    # BatchNorm to pooled (B, C, 1, 1) maps, which needs more than one image in train mode.
+    images = torch.rand(2, 3, height, width)
     model.train()
     model.zero_grad(set_to_none=True)
     maps = model(images)
@@ -143,7 +145,7 @@ def test_forward_backward_every_bundled_config(config: str, size: tuple[int, int
         decoded, _ = model(images)
     model.train()
     anchors = sum((height // s) * (width // s) for s in (8, 16, 32))
-    assert decoded.shape == (1, 4 + 3, anchors)
+    assert decoded.shape == (2, 4 + 3, anchors)
     assert torch.isfinite(decoded).all()
     # Boxes are in input pixels: centres inside the image's span of anchor cells.
     assert decoded[:, 0].min() > -width and decoded[:, 0].max() < 2 * width

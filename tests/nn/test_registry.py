@@ -21,6 +21,9 @@ from yolo11_lightning.nn.registry import ScaleContext, register_block, registere
 SIZES = [(64, 64), (64, 96), (96, 64)]
 AUTOCAST_SIZES = [(16, 16), (16, 24), (24, 16)]
 CHANNELS = 64
+# Two images: a block may normalise over the batch of pooled (B, C, 1, 1) maps (timm's selective
+# kernel) or reach a 1x1 map at a 16x16 input (a stride-32 backbone), as in training with batch > 1.
+BATCH = 2
 CONTEXT = ScaleContext(scale="", depth=1.0, width=1.0, max_channels=math.inf, nc=3)
 
 
@@ -28,12 +31,17 @@ def _inputs(contract: str, height: int, width: int) -> tuple[list[int], object]:
     """Input channel counts and tensors for a block of the given contract."""
     if contract == "concat":
         channels = [CHANNELS, CHANNELS // 2]
-        return channels, [torch.randn(1, c, height, width, requires_grad=True) for c in channels]
+        return channels, [torch.randn(BATCH, c, height, width, requires_grad=True) for c in channels]
+    if contract == "index":  # the outputs of a layer with several outputs
+        channels = (CHANNELS, CHANNELS // 2)
+        return [channels], [torch.randn(BATCH, c, height, width, requires_grad=True) for c in channels]
     if contract == "head":  # three pyramid levels, as the builder feeds Detect
         channels = [CHANNELS // 2, CHANNELS, CHANNELS * 2]
-        maps = [torch.randn(1, c, height // 2**i, width // 2**i, requires_grad=True) for i, c in enumerate(channels)]
+        maps = [
+            torch.randn(BATCH, c, height // 2**i, width // 2**i, requires_grad=True) for i, c in enumerate(channels)
+        ]
         return channels, maps
-    return [CHANNELS], torch.randn(1, CHANNELS, height, width, requires_grad=True)
+    return [CHANNELS], torch.randn(BATCH, CHANNELS, height, width, requires_grad=True)
 
 
 def _tensors(output: object) -> list[torch.Tensor]:
@@ -64,10 +72,13 @@ def test_every_registered_block_forward_backward(name: str) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             outputs = _tensors(block(inputs))
         assert all(torch.isfinite(t).all() for t in outputs), where
-        if spec.channels in ("scaled", "same", "none", "concat"):
+        if spec.channels in ("scaled", "same", "none", "concat", "index"):
             assert outputs[0].shape[1] == out_channels, (*where, outputs[0].shape)
+        if spec.channels == "features":
+            assert tuple(t.shape[1] for t in outputs) == out_channels, (*where, [t.shape for t in outputs])
         sum(t.float().square().mean() for t in outputs).backward()
-        for leaf in _leaves(inputs):
+        selected = _leaves(inputs)[:1] if spec.channels == "index" else _leaves(inputs)  # Index reads output 0
+        for leaf in selected:
             assert leaf.grad is not None and torch.isfinite(leaf.grad).all(), where
         for param_name, param in block.named_parameters():
             if param.requires_grad:
@@ -117,9 +128,11 @@ def test_repeats_stack_blocks_that_do_not_take_a_count() -> None:
     assert module(torch.randn(1, 32, 8, 8)).shape == (1, 32, 8, 8)
 
 
-@pytest.mark.xfail(strict=True, reason="the builder's check of impossible stacks lands with issue 12")
 def test_an_impossible_stack_fails_at_build_time() -> None:
-    """Conv(16 -> 32) repeated 3 times cannot run (the second copy would get 32 channels, not 16)."""
+    """Conv(16 -> 32) repeated 3 times cannot run (the second copy would get 32 channels, not 16).
+
+    Each copy is Conv(c_in, c_out, ...) (the reference stacks the same way), so the build refuses it.
+    """
     spec = registered_blocks()["Conv"]
-    with pytest.raises(ValueError, match="Conv"):
+    with pytest.raises(ValueError, match="3 stacked copies of 'Conv' from 16 to 32 channels cannot run"):
         build_layer(spec, [32, 3], [16], 3, CONTEXT)

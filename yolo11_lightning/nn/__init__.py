@@ -1,5 +1,9 @@
-"""The YOLO11 network in plain PyTorch: blocks, registry, builder, weights. No Lightning import."""
+"""The YOLO11 network in plain PyTorch: blocks, registry, builder, weights. No Lightning import.
 
+Importing this package registers the built-in blocks (``blocks``, ``head``, the timm wrappers).
+"""
+
+from yolo11_lightning.nn import blocks, head  # noqa: F401  (registers the built-in blocks)
 from yolo11_lightning.nn.builder import build_model
 from yolo11_lightning.nn.model import DetectionModel
 from yolo11_lightning.nn.registry import BlockSpec, get_block, register_block, registered_blocks

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -10,6 +10,9 @@ import torch.nn as nn
 
 # Side of the zero image used to measure the strides (a multiple of any usual max stride).
 _STRIDE_PROBE_SIZE = 128
+
+# Channels of a layer's output: one count, or one per output for a layer with several outputs.
+Channels = int | tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -21,8 +24,10 @@ class LayerInfo:
         source: The row's ``from`` (``-1`` previous layer, an index, or a list of them).
         repeats: Depth-scaled repeat count.
         name: Registered block name.
-        args: The constructor arguments the builder derived.
-        out_channels: Channels of the layer's output (0 for the head).
+        args: The positional constructor arguments the builder derived.
+        out_channels: Channels of the layer's output (0 for the head); a tuple with one count per
+            output for a layer with several outputs (``"features"`` contract).
+        kwargs: The row's keyword arguments, as passed to the constructor.
     """
 
     index: int
@@ -30,7 +35,8 @@ class LayerInfo:
     repeats: int
     name: str
     args: list
-    out_channels: int
+    out_channels: Channels
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 class DetectionModel(nn.Module):

@@ -17,9 +17,22 @@ Channel contracts (``c_in`` is the channel count of the row's input, ``args`` th
   Output: ``c_in``.
 - ``"head"``: a multi-input head: ``Block(*args, in_channels=[c_in of each input])``.
   Output: none (it must be the last row).
+- ``"features"``: a block with several outputs (e.g. a backbone yielding P3, P4, P5):
+  ``Block(c_in, *args)``; it returns a list of maps and the built module's ``out_channels``
+  attribute (a sequence of ints) gives each output's channel count. Later rows read one output
+  through an ``"index"`` row.
+- ``"index"``: selects one output of a ``"features"`` layer: ``Block(*args)`` (``Index(i)``).
+  Output: the channel count of output ``i``.
+
+Rows may also give keyword arguments: ``args`` is a list (positional), a map (keywords only) or a
+list whose last element is a map (positional, then keywords); keywords go to the constructor
+unchanged, after the positional arguments the contract derived.
 
 A block whose row repeats (``repeats > 1``) without ``repeats=True`` is stacked ``n`` times in an
-``nn.Sequential``, which is what the reference does too.
+``nn.Sequential``, which is what the reference does too; for a ``"scaled"`` block this needs
+``c_in == c_out`` (each copy is built with the same arguments), else the build fails.
+
+Importing :mod:`yolo11_lightning.nn` registers the built-in blocks; this module imports none of them.
 
 Example:
     >>> import torch.nn as nn
@@ -35,13 +48,17 @@ Example:
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Literal
 
 import torch.nn as nn
 
-ChannelContract = Literal["scaled", "same", "concat", "none", "head"]
-CHANNEL_CONTRACTS: tuple[str, ...] = ("scaled", "same", "concat", "none", "head")
+ChannelContract = Literal["scaled", "same", "concat", "none", "head", "features", "index"]
+CHANNEL_CONTRACTS: tuple[str, ...] = ("scaled", "same", "concat", "none", "head", "features", "index")
 
 
 @dataclass(frozen=True)
@@ -99,8 +116,17 @@ class BlockSpec:
 
 
 # Row arguments used to build a small instance of a block that declares no ``example_args``:
-# "scaled" blocks get 64 output channels, "concat" joins along dim 1, "head" gets 3 classes.
-DEFAULT_EXAMPLE_ARGS: dict[str, tuple] = {"scaled": (64,), "same": (), "concat": (1,), "none": (), "head": (3,)}
+# "scaled" blocks get 64 output channels, "concat" joins along dim 1, "head" gets 3 classes,
+# "index" selects output 0.
+DEFAULT_EXAMPLE_ARGS: dict[str, tuple] = {
+    "scaled": (64,),
+    "same": (),
+    "concat": (1,),
+    "none": (),
+    "head": (3,),
+    "features": (),
+    "index": (0,),
+}
 
 
 _REGISTRY: dict[str, BlockSpec] = {}
@@ -164,7 +190,6 @@ def get_block(name: str) -> BlockSpec:
     Raises:
         KeyError: If no block has that name; the message lists the known names.
     """
-    _ensure_builtin_blocks()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -177,28 +202,48 @@ def get_block(name: str) -> BlockSpec:
 
 def registered_blocks() -> dict[str, BlockSpec]:
     """Return a copy of the registry, name -> spec (built-in blocks included)."""
-    _ensure_builtin_blocks()
     return dict(_REGISTRY)
 
 
-def import_block_modules(modules: list[str] | tuple[str, ...]) -> None:
+def import_block_modules(modules: list[str] | tuple[str, ...], base: str | Path | None = None) -> None:
     """Import user modules so their ``@register_block`` decorators run.
 
     Args:
-        modules: Importable module names (``"my_project.blocks"``).
+        modules: Importable module names (``"my_project.blocks"``, found on ``sys.path``) or paths
+            of Python files (``"my_blocks.py"``); a relative file path is looked up next to the model
+            config (``base``), then in the working directory.
+        base: Folder of the model config, for relative file paths.
 
     Raises:
         ImportError: If a module cannot be imported; the message names it.
     """
     for module in modules:
+        if str(module).endswith(".py"):
+            _import_file(str(module), base)
+            continue
         try:
             importlib.import_module(module)
         except ImportError as error:
             raise ImportError(f"cannot import block module {module!r} named in the model config: {error}") from error
 
 
-def _ensure_builtin_blocks() -> None:
-    # The built-in blocks register themselves on import of the blocks package and the head module.
-    importlib.import_module("yolo11_lightning.nn.blocks")
-    importlib.import_module("yolo11_lightning.nn.head")
-
+def _import_file(path: str, base: str | Path | None) -> None:
+    """Import a Python file as a module named after its stem (once per resolved path)."""
+    candidates = [Path(path)] if Path(path).is_absolute() else [Path(base or ".") / path, Path.cwd() / path]
+    file = next((c.resolve() for c in candidates if c.is_file()), None)
+    if file is None:
+        tried = ", ".join(str(c) for c in candidates)
+        raise ImportError(f"block file {path!r} named in the model config not found (tried {tried})")
+    name = f"yolo11_user_blocks.{file.stem}_{zlib.crc32(str(file).encode()):08x}"
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import block file {str(file)!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        del sys.modules[name]
+        raise

@@ -55,7 +55,7 @@ def model_summary(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> str:
     """The layer table and totals line, as text.
 
     One row per config row: index, ``from``, repeats, parameters, module class and the
-    constructor arguments the builder derived. Then, e.g.
+    constructor arguments the builder derived (keyword arguments as a trailing map). Then, e.g.
     ``YOLO11n summary: 257 layers, 2,624,080 parameters, 2,624,064 gradients, 6.6 GFLOPs``
     (GFLOPs of one ``imgsz`` image in eval mode; the frozen DFL weights are the difference
     between parameters and gradients).
@@ -72,7 +72,10 @@ def model_summary(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> str:
         block = layer[0] if isinstance(layer, nn.Sequential) and info.repeats > 1 else layer
         module_name = f"{type(block).__module__}.{type(block).__qualname__}"
         params = sum(p.numel() for p in layer.parameters())
-        lines.append(f"{info.index:>3}{info.source!s:>20}{info.repeats:>3}{params:>10}  {module_name:<45}{info.args!s:<30}")
+        arguments = [*info.args, info.kwargs] if getattr(info, "kwargs", None) else info.args
+        lines.append(
+            f"{info.index:>3}{info.source!s:>20}{info.repeats:>3}{params:>10}  {module_name:<45}{arguments!s:<30}"
+        )
     totals = summary_totals(model, imgsz)
     config_file = (getattr(model, "yaml", None) or {}).get("yaml_file", "")
     name = Path(config_file).stem.replace("yolo", "YOLO") if config_file else "Model"

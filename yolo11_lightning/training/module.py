@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from yolo11_lightning.data.batch import Batch
@@ -62,8 +63,13 @@ class YOLOModule(LightningModule):
             module by the CLI). ``None`` keeps the config's.
         class_names: class names, ``{id: name}`` or a list (linked from the data module by the CLI).
         weights: pretrained weights to initialise from (reference ``.pt``, our ``.ckpt`` (EMA
-            preferred), a state dict or safetensors file); ``None`` trains from scratch. Without
+            preferred), a state dict or safetensors file); ``None`` trains from scratch. Every
+            tensor with a counterpart is transferred, also into a variant of the file's model
+            (see :mod:`yolo11_lightning.nn.transfer`); the rest keeps its initialisation. Without
             ``class_names``, the file's class names are used when it records them for this class count.
+        freeze: ``N`` freezes layers ``0 .. N-1``, a list freezes those layers: their parameters
+            stay unchanged, their BatchNorm statistics keep updating (see
+            :mod:`yolo11_lightning.nn.freeze`). ``None`` trains every layer.
         batch_size: images per batch and process, used for the nominal-batch accumulation and the
             weight-decay scaling; ``None`` reads ``trainer.datamodule.batch_size``.
         optimizer: ``"SGD"`` (Nesterov, the recipe), ``"AdamW"``, or ``"auto"`` (the reference's
@@ -122,6 +128,7 @@ class YOLOModule(LightningModule):
         num_classes: int | None = None,
         class_names: dict[int, str] | list[str] | None = None,
         weights: str | None = None,
+        freeze: int | list[int] | None = None,
         batch_size: int | None = None,
         optimizer: Literal["SGD", "AdamW", "auto"] = "SGD",
         lr0: float = 0.01,
@@ -175,15 +182,19 @@ class YOLOModule(LightningModule):
                 raise ValueError(f"{len(names)} class names given for a model with {network.nc} classes")
             network.names = names
         if weights:
-            from yolo11_lightning.nn.weights import load_weights
+            from yolo11_lightning.nn.transfer import transfer_weights
 
-            load_weights(network, weights)
+            rank_zero_info(transfer_weights(network, weights).summary())
             if class_names is None:
                 from yolo11_lightning.inference.loading import read_spec
 
                 file_names = read_spec(weights).names
                 if len(file_names) == network.nc:
                     network.names = file_names
+        if freeze:
+            from yolo11_lightning.nn.freeze import freeze_layers
+
+            rank_zero_info(f"frozen layers (parameters only): {freeze_layers(network, freeze)}")
         for parameter in network.head.dfl.parameters():  # the DFL conv is a fixed projection
             parameter.requires_grad_(False)
         if channels_last:

@@ -2,10 +2,13 @@
 
 For a map ``x`` (B, C, H, W) with ``L = focal_level`` levels::
 
-    q, ctx, gates = split(f_linear(x), (C, C, L + 1))          (1x1 conv)
-    ctx_l         = GELU(dwconv_l(ctx_{l-1}))                   (kernel focal_factor * l + focal_window)
-    ctx_all       = sum_l ctx_l * gates[l] + GELU(mean_HW(ctx_L)) * gates[L]
-    out           = proj(q * h(ctx_all))                        (h, proj: 1x1 convs)
+    q, ctx_0, gates = split(f_linear(x), (C, C, L + 1))        (1x1 conv)
+    ctx_{l+1}       = GELU(dwconv_l(ctx_l)),  l = 0 .. L-1     (kernel focal_window + focal_factor * l)
+    ctx_all         = sum_{l=0..L-1} ctx_{l+1} * gates[l] + GELU(mean_HW(ctx_L)) * gates[L]
+    out             = proj(q * h(ctx_all))                      (h, proj: 1x1 convs)
+
+so level 0 uses ``focal_window`` itself: ``kernel_sizes`` is ``[3, 5]`` for the defaults (window 3,
+2 levels, factor 2) and ``[9, 11, 13]`` for window 9 with 3 levels.
 
 Optionally ``ctx_all`` is divided by ``L + 1`` (``normalize_modulator``) and the modulated map
 goes through a LayerNorm over channels (``use_postln_in_modulation``; the seed names this option

@@ -1,4 +1,4 @@
-"""Channel-free layers used by the model configs: Concat and nearest upsampling."""
+"""Channel-free layers used by the model configs: Concat, Index and nearest upsampling."""
 
 from __future__ import annotations
 
@@ -23,6 +23,23 @@ class Concat(nn.Module):
     def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
         """List of (B, C_i, H, W) -> (B, sum C_i, H, W)."""
         return torch.cat(x, dim=self.d)
+
+
+@register_block("Index", channels="index")
+class Index(nn.Module):
+    """Select one output of a layer with several outputs (e.g. one level of a backbone's features).
+
+    Args:
+        index: Position of the output in the layer's list of outputs.
+    """
+
+    def __init__(self, index: int = 0) -> None:
+        super().__init__()
+        self.index = index
+
+    def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
+        """List of maps -> the map at ``index``."""
+        return x[self.index]
 
 
 # Configs name it ``nn.Upsample`` as in the reference's files; rows pass ``[None, 2, "nearest"]``.
