@@ -7,6 +7,7 @@ import ast
 import copy
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import torch.nn as nn
 import yaml
 
 from yolo11_lightning.nn.builder import build_model
+from yolo11_lightning.nn import registry
 from yolo11_lightning.nn.registry import register_block
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +81,6 @@ def test_scaled_stack_with_changing_channels_is_refused_at_build() -> None:
         build_model(cfg, nc=3)
 
 
-@register_block("ToyPyramid", channels="features")
 class ToyPyramid(nn.Module):
     """Three outputs at strides 8, 16, 32 with 8, 16 and 24 channels (a stand-in backbone)."""
 
@@ -94,6 +95,15 @@ class ToyPyramid(nn.Module):
         p3 = self.stem(x)
         p4 = self.down1(p3)
         return [p3, p4, self.down2(p4)]
+
+
+@pytest.fixture(autouse=True)
+def _toy_pyramid_registered() -> Iterator[None]:
+    """ToyPyramid is registered only while a test of this file runs: registered at import, it would
+    join the registry-wide test of tests/nn/test_registry.py (which feeds inputs too small for it)."""
+    register_block("ToyPyramid", channels="features")(ToyPyramid)
+    yield
+    registry._REGISTRY.pop("ToyPyramid", None)
 
 
 def _pyramid_config() -> dict:
