@@ -155,7 +155,9 @@ def main() -> None:
     print(f"2 processes DetectionMetrics.compute: {ddp:.3f} s  mAP50-95 {ddp_map:.6f}  (gather once, compute once)")
     print(f"  of which the gather of all records to every process: {min(gather_times):.3f} s")
     print(f"ratio 2-process / 1-process: {ddp / single:.2f}")
-    print(f"2 processes torchmetrics sync+compute: {tm:.3f} s  mAP50-95 {tm_map:.6f}; ours / torchmetrics: {ddp / tm:.2f}")
+    print(
+        f"2 processes torchmetrics sync+compute: {tm:.3f} s  mAP50-95 {tm_map:.6f}; ours / torchmetrics: {ddp / tm:.2f}"
+    )
     print(f"mAP identical (1 vs 2 processes): {single_map == ddp_map}")
 
 

@@ -80,7 +80,8 @@ def main() -> None:
     for name, values in times.items():
         median = statistics.median(values) * 1e3
         print(
-            f"  {name:<12} median {median:7.2f} ms  (min {min(values) * 1e3:7.2f})  ratio to eager {median / eager_ms:.3f}"
+            f"  {name:<12} median {median:7.2f} ms  (min {min(values) * 1e3:7.2f})  "
+            f"ratio to eager {median / eager_ms:.3f}"
         )
 
 

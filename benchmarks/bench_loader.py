@@ -37,7 +37,9 @@ def build_images(target: Path, copies: int = 4) -> Path:
     (target / "labels" / "train").mkdir(parents=True)
     for image_path in sorted((SOURCE / "images" / "train").glob("*.jpg")):
         image = cv2.imread(str(image_path))
-        rows = [r.split() for r in (SOURCE / "labels" / "train" / f"{image_path.stem}.txt").read_text().splitlines() if r]
+        rows = [
+            r.split() for r in (SOURCE / "labels" / "train" / f"{image_path.stem}.txt").read_text().splitlines() if r
+        ]
         for copy in range(copies):
             scale = rng.uniform(1.5, 2.2)
             variant = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)

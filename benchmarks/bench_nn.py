@@ -57,12 +57,16 @@ def main() -> None:
 
     ref_ms = statistics.median(times["reference"]) * 1e3
     our_ms = statistics.median(times["ours"]) * 1e3
-    print(f"YOLO11{args.scale} fused eval forward, {args.imgsz}x{args.imgsz}, batch 1, CPU, {args.threads} threads, "
-          f"{args.runs} alternating runs (max abs output diff {diff:.2e})")
+    print(
+        f"YOLO11{args.scale} fused eval forward, {args.imgsz}x{args.imgsz}, batch 1, CPU, {args.threads} threads, "
+        f"{args.runs} alternating runs (max abs output diff {diff:.2e})"
+    )
     print(f"  reference: median {ref_ms:7.2f} ms  (min {min(times['reference']) * 1e3:.2f})")
     print(f"  ours:      median {our_ms:7.2f} ms  (min {min(times['ours']) * 1e3:.2f})")
-    print(f"  ratio ours/reference: {our_ms / ref_ms:.3f} (median), "
-          f"{min(times['ours']) / min(times['reference']):.3f} (min)")
+    print(
+        f"  ratio ours/reference: {our_ms / ref_ms:.3f} (median), "
+        f"{min(times['ours']) / min(times['reference']):.3f} (min)"
+    )
 
 
 if __name__ == "__main__":

@@ -224,7 +224,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="data.yaml (default: the shipped data set)")
     parser.add_argument("--imgsz", type=int, default=320, help="image size")
     parser.add_argument("--batch", type=int, default=16, help="batch size")
-    parser.add_argument("--workers", type=int, default=0, help="dataloader workers (both sides; 0: CPU time covers loading)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="dataloader workers (both sides; 0: CPU time covers loading)"
+    )
     parser.add_argument("--nbs", type=int, default=64, help="nominal batch size (both sides)")
     parser.add_argument("--epochs", type=int, default=40, help="epochs of the --compare-map training")
     parser.add_argument("--close-mosaic", type=int, default=10, help="mosaic off for the last N epochs")
@@ -279,11 +281,14 @@ def _speed(args: argparse.Namespace) -> None:
     extra = {"weights": args.weights} if args.weights else {}
     ours_v = _child("ours", "val", args, **extra)
     reference_v = _child("reference", "val", args, **extra)
-    print(f"validation epoch: ours {ours_v['seconds']:.2f} s, reference {reference_v['seconds']:.2f} s, ratio "
-          f"{ours_v['seconds'] / reference_v['seconds']:.3f} (goal <= 1.0); CPU ours {ours_v['cpu_seconds']:.2f} s, "
-          f"reference {reference_v['cpu_seconds']:.2f} s, ratio {ours_v['cpu_seconds'] / reference_v['cpu_seconds']:.3f}; "
-          f"weights {args.weights or 'untrained'}; "
-          f"mAP50-95 ours {ours_v['map50_95']:.4f} (COCO), reference {reference_v['map50_95']:.4f} (its own)")
+    print(
+        f"validation epoch: ours {ours_v['seconds']:.2f} s, reference {reference_v['seconds']:.2f} s, ratio "
+        f"{ours_v['seconds'] / reference_v['seconds']:.3f} (goal <= 1.0); CPU ours {ours_v['cpu_seconds']:.2f} s, "
+        f"reference {reference_v['cpu_seconds']:.2f} s, "
+        f"ratio {ours_v['cpu_seconds'] / reference_v['cpu_seconds']:.3f}; "
+        f"weights {args.weights or 'untrained'}; "
+        f"mAP50-95 ours {ours_v['map50_95']:.4f} (COCO), reference {reference_v['map50_95']:.4f} (its own)"
+    )
 
 
 if __name__ == "__main__":

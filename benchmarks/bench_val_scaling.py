@@ -83,14 +83,18 @@ def main() -> None:
         return
     figures = []
     for images in args.images:
-        out = subprocess.run([sys.executable, __file__, "--child", str(images)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(images)], capture_output=True, text=True, check=True
+        )
         figures.append(json.loads(out.stdout.strip().splitlines()[-1]))
         f = figures[-1]
         print(f"{f['images']:6d} images: {f['seconds']:7.2f} s, peak RSS growth {f['peak_mib']:7.1f} MiB, "
               f"{f['detections']} detections, mAP50-95 {f['map50_95']:.4f}", flush=True)  # fmt: skip
     first, last = figures[0], figures[-1]
-    print(f"ratio {last['images']}/{first['images']} images ({last['images'] / first['images']:.0f}x): "
-          f"time {last['seconds'] / first['seconds']:.2f}x, memory {last['peak_mib'] / max(first['peak_mib'], 1e-9):.2f}x")
+    print(
+        f"ratio {last['images']}/{first['images']} images ({last['images'] / first['images']:.0f}x): "
+        f"time {last['seconds'] / first['seconds']:.2f}x, memory {last['peak_mib'] / max(first['peak_mib'], 1e-9):.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from data_builders import colour_box, draw_boxes, iou
+
 from yolo11_lightning.inference.preprocess import letterbox, letterbox_with_mapping, stack_images
 
 BOXES = [(10, 12, 60, 50), (70, 30, 130, 110), (140, 5, 190, 40), (20, 80, 55, 115)]
@@ -28,7 +28,10 @@ def test_letterbox_maps_boxes_exactly(shape: tuple[int, int]) -> None:
         assert iou(colour_box(out, int(k))[0], box) > 0.95
     # padding is grey 114 and centred (differs by at most one pixel between the two sides)
     assert (out[: int(pad_y)] == 114).all() and (out[:, : int(pad_x)] == 114).all()
-    assert abs((shape[1] - round(200 * gain_x)) - 2 * pad_x) <= 1 and abs((shape[0] - round(120 * gain_y)) - 2 * pad_y) <= 1
+    assert (
+        abs((shape[1] - round(200 * gain_x)) - 2 * pad_x) <= 1
+        and abs((shape[0] - round(120 * gain_y)) - 2 * pad_y) <= 1
+    )
 
 
 def test_letterbox_without_scaleup_keeps_small_images() -> None:
@@ -37,7 +40,9 @@ def test_letterbox_without_scaleup_keeps_small_images() -> None:
     assert gains == (1.0, 1.0) and pads == (60, 100) and out.shape == (320, 320, 3)
 
 
-@pytest.mark.parametrize(("height", "width", "expected"), [(120, 200, (384, 640)), (480, 640, (480, 640)), (1000, 50, (640, 32))])
+@pytest.mark.parametrize(
+    ("height", "width", "expected"), [(120, 200, (384, 640)), (480, 640, (480, 640)), (1000, 50, (640, 32))]
+)
 def test_letterbox_with_stride_pads_minimally(height: int, width: int, expected: tuple[int, int]) -> None:
     """The reference's single-image predict shape: long side imgsz, short side padded to the next stride multiple."""
     image = np.zeros((height, width, 3), np.uint8)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from model_cache import cached_model
+
 from yolo11_lightning.nn.builder import build_model, bundled_configs, load_model_config, make_divisible
 from yolo11_lightning.nn.registry import registered_blocks
 
@@ -145,9 +145,13 @@ def test_bundled_configs_resolve_from_an_installed_wheel(tmp_path: Path) -> None
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO_ROOT / name, source / name)
-    shutil.copytree(REPO_ROOT / "yolo11_lightning", source / "yolo11_lightning", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO_ROOT / "yolo11_lightning", source / "yolo11_lightning", ignore=shutil.ignore_patterns("__pycache__")
+    )
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)], check=True)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)], check=True
+    )
     wheel = next((tmp_path / "dist").glob("yolo11_lightning-*.whl"))
     subprocess.run([*pip, "install", "--no-deps", "--target", str(tmp_path / "site"), str(wheel)], check=True)
     script = (
@@ -155,11 +159,16 @@ def test_bundled_configs_resolve_from_an_installed_wheel(tmp_path: Path) -> None
         "from yolo11_lightning import build_model\n"
         "from yolo11_lightning.nn.builder import bundled_configs\n"
         "model = build_model('yolo11s.yaml')\n"
-        "print(yolo11_lightning.__file__, model.yaml['scale'], sum(p.numel() for p in model.parameters()), bundled_configs())\n"
+        "count = sum(p.numel() for p in model.parameters())\n"
+        "print(yolo11_lightning.__file__, model.yaml['scale'], count, bundled_configs())\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""},
-        capture_output=True, text=True, check=False,
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     location, scale, params, configs = result.stdout.split(" ", 3)

@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 import yaml
 
-from yolo11_lightning.nn.builder import build_model
 from yolo11_lightning.nn import registry
+from yolo11_lightning.nn.builder import build_model
 from yolo11_lightning.nn.registry import register_block
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

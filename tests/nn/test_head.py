@@ -18,7 +18,16 @@ def test_dfl_is_the_expected_bin() -> None:
 
 def test_anchor_grid_is_row_major_per_level() -> None:
     anchors, strides = make_anchor_grid([(2, 3), (1, 2)], [8.0, 16.0], torch.float32, torch.device("cpu"))
-    assert anchors.T.tolist() == [[0.5, 0.5], [1.5, 0.5], [2.5, 0.5], [0.5, 1.5], [1.5, 1.5], [2.5, 1.5], [0.5, 0.5], [1.5, 0.5]]
+    assert anchors.T.tolist() == [
+        [0.5, 0.5],
+        [1.5, 0.5],
+        [2.5, 0.5],
+        [0.5, 1.5],
+        [1.5, 1.5],
+        [2.5, 1.5],
+        [0.5, 0.5],
+        [1.5, 0.5],
+    ]
     assert strides.tolist() == [[8.0] * 6 + [16.0] * 2]
 
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 import torch
-
 from model_cache import cached_model
+
 from yolo11_lightning.nn.builder import build_model, bundled_configs
 
 

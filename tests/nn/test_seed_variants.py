@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from model_cache import cached_model
+
 from yolo11_lightning.nn.blocks.c2psa_mlla import C2PSAMLLA
 from yolo11_lightning.nn.blocks.focal import FocalModulation
 from yolo11_lightning.nn.blocks.mlla import MLLAttention

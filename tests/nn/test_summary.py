@@ -6,8 +6,8 @@ import re
 
 import pytest
 import torch
-
 from model_cache import cached_model
+
 from yolo11_lightning.nn.summary import model_summary, summary_totals
 
 # GFLOPs at 640x640 as the reference reports them (its model config comments, thop-based).

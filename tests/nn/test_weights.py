@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from model_cache import cached_model
+
 from yolo11_lightning.nn.builder import build_model
 from yolo11_lightning.nn.weights import load_weights, read_state_dict
 
@@ -26,7 +26,9 @@ def _randomised(model: torch.nn.Module, seed: int = 3) -> torch.nn.Module:
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             if tensor.is_floating_point() and not name.endswith("dfl.conv.weight"):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.2 + (0.9 if "running_var" in name else -0.1))
+                tensor.copy_(
+                    torch.rand(tensor.shape, generator=generator) * 0.2 + (0.9 if "running_var" in name else -0.1)
+                )
     return model
 
 
@@ -88,8 +90,8 @@ import torch
 from yolo11_lightning import build_model, load_weights
 model = load_weights(build_model("yolo11n.yaml"), {str(path)!r}).eval()
 with torch.no_grad():
-    decoded, _ = model(torch.load({str(tmp_path / 'images.pt')!r}))
-torch.save(decoded, {str(tmp_path / 'decoded.pt')!r})
+    decoded, _ = model(torch.load({str(tmp_path / "images.pt")!r}))
+torch.save(decoded, {str(tmp_path / "decoded.pt")!r})
 print(json.dumps({{"ultralytics_imported": any(m.split(".")[0] == "ultralytics" for m in sys.modules)}}))
 """
     result = subprocess.run(
@@ -139,7 +141,12 @@ def test_state_dict_safetensors_and_lightning_checkpoint(tmp_path: Path) -> None
     torch.save({**lightning, "ema_state_dict": ema.state_dict(), "ema_updates": 10}, tmp_path / "ema.ckpt")
 
     target = build_model("yolo11n.yaml", nc=4)
-    files = [("weights.pth", expected), ("weights.safetensors", expected), ("raw.ckpt", expected), ("ema.ckpt", expected_ema)]
+    files = [
+        ("weights.pth", expected),
+        ("weights.safetensors", expected),
+        ("raw.ckpt", expected),
+        ("ema.ckpt", expected_ema),
+    ]
     for name, want in files:
         _randomised(target, seed=11)  # forget the previous file's weights
         load_weights(target, tmp_path / name)
@@ -149,7 +156,9 @@ def test_state_dict_safetensors_and_lightning_checkpoint(tmp_path: Path) -> None
 def test_mismatched_models_name_the_keys(tmp_path: Path) -> None:
     small = cached_model("yolo11n.yaml")
     torch.save(small.state_dict(), tmp_path / "n.pt")
-    with pytest.raises(ValueError, match=r"n\.pt: weights do not match the model; .*shape mismatches .*model\.0\.conv\.weight"):
+    with pytest.raises(
+        ValueError, match=r"n\.pt: weights do not match the model; .*shape mismatches .*model\.0\.conv\.weight"
+    ):
         load_weights(build_model("yolo11s.yaml"), tmp_path / "n.pt")
     state = dict(small.state_dict())
     state.pop("model.9.cv1.conv.weight")

@@ -1,6 +1,7 @@
 """A user block living outside the package, registered by importing this module.
 
-Model configs use it through ``imports: [toy_blocks]`` (pytest puts this folder on sys.path); nothing in the package names it.
+Model configs use it through ``imports: [toy_blocks]`` (pytest puts this folder on sys.path); nothing in
+the package names it.
 """
 
 from __future__ import annotations

@@ -85,7 +85,8 @@ def test_one_run_per_device_with_its_own_gpu(tmp_path: Path, monkeypatch: pytest
 
     script = (
         "import json, os, sys, time; start = time.time(); time.sleep(0.3); "
-        "json.dump({'gpu': os.environ['CUDA_VISIBLE_DEVICES'], 'start': start, 'end': time.time()}, open(sys.argv[1], 'w'))"
+        "record = {'gpu': os.environ['CUDA_VISIBLE_DEVICES'], 'start': start, 'end': time.time()}\n"
+        "json.dump(record, open(sys.argv[1], 'w'))"
     )
     monkeypatch.setattr(runner, "run_command", lambda run, *args: [sys.executable, "-c", script, str(run.result_file)])
     runs = plan_runs(["a.yaml", "b.yaml"], [0, 1], tmp_path)

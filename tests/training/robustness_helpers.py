@@ -14,7 +14,9 @@ DATA = ROOT / "data" / "shapes4" / "data.yaml"
 
 def tiny_model_config(directory: Path) -> Path:
     """Write YOLO11 at width 0.125 (0.8 M parameters; the full architecture) and return its path."""
-    config = yaml.safe_load((Path(yolo11_lightning.__file__).parent / "nn" / "cfg" / "models" / "yolo11.yaml").read_text())
+    config = yaml.safe_load(
+        (Path(yolo11_lightning.__file__).parent / "nn" / "cfg" / "models" / "yolo11.yaml").read_text()
+    )
     config["scales"] = {"t": [0.33, 0.125, 1024]}
     config["scale"] = "t"
     directory.mkdir(parents=True, exist_ok=True)
@@ -51,4 +53,3 @@ def tiny_cli_args(root: Path, checkpoint_dir: Path, epochs: int, batches: int = 
         "--best_checkpoint.dirpath", str(checkpoint_dir),
         "--last_checkpoint.dirpath", str(checkpoint_dir),
     ]  # fmt: skip
-

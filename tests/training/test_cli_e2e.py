@@ -50,14 +50,22 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("run")
     cli = _run(
         [
-            "fit", *_common(root),
-            "--trainer.max_epochs", str(EPOCHS),
-            "--trainer.limit_train_batches", str(TRAIN_BATCHES),
-            "--trainer.num_sanity_val_steps", "0",
-            "--model.nominal_batch_size", "16",
-            "--model.min_warmup_iterations", "3",
-            "--model.warmup_epochs", "1",
-            "--data.close_mosaic", "1",
+            "fit",
+            *_common(root),
+            "--trainer.max_epochs",
+            str(EPOCHS),
+            "--trainer.limit_train_batches",
+            str(TRAIN_BATCHES),
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--model.nominal_batch_size",
+            "16",
+            "--model.min_warmup_iterations",
+            "3",
+            "--model.warmup_epochs",
+            "1",
+            "--data.close_mosaic",
+            "1",
         ]  # fmt: skip
     )
     log_dir = Path(cli.trainer.log_dir)
@@ -78,15 +86,24 @@ def test_fit_writes_best_and_true_last(fitted: dict) -> None:
     steps, last_step = 0, -1
     for iteration in range(EPOCHS * TRAIN_BATCHES):
         accumulate = settings_at(
-            iteration, iteration // TRAIN_BATCHES, epochs=EPOCHS, warmup_iters=warmup, lr0=0.01, lrf=0.01,
-            schedule="linear", momentum=0.937, warmup_momentum=0.8, warmup_bias_lr=0.1, batch_size=BATCH,
+            iteration,
+            iteration // TRAIN_BATCHES,
+            epochs=EPOCHS,
+            warmup_iters=warmup,
+            lr0=0.01,
+            lrf=0.01,
+            schedule="linear",
+            momentum=0.937,
+            warmup_momentum=0.8,
+            warmup_bias_lr=0.1,
+            batch_size=BATCH,
             nominal_batch_size=16,
         ).accumulate
         if iteration - last_step >= accumulate:
             steps, last_step = steps + 1, iteration
     assert last["global_step"] == steps
     assert last["ema_updates"] == steps
-    assert set(last["ema_state_dict"]) == {k[len("model."):] for k in last["state_dict"] if k.startswith("model.")}
+    assert set(last["ema_state_dict"]) == {k[len("model.") :] for k in last["state_dict"] if k.startswith("model.")}
     assert last["model_config"]["nc"] == 4 and last["class_names"][3] == "ball"
     # Metrics were logged every epoch and best.ckpt holds the best one.
     maps = [float(r["val/mAP50-95"]) for r in fitted["val_rows"]]
@@ -119,7 +136,9 @@ def test_test_subcommand_evaluates_the_test_split(fitted: dict, tmp_path: Path) 
     metrics = cli.trainer.callback_metrics
     logged = fitted["val_rows"][-1]
     for stage_key in ("mAP50-95", "mAP50", "precision", "recall"):
-        assert float(metrics[f"test/{stage_key}"]) == pytest.approx(float(logged[f"val/{stage_key}"]), rel=1e-5, abs=1e-7)
+        assert float(metrics[f"test/{stage_key}"]) == pytest.approx(
+            float(logged[f"val/{stage_key}"]), rel=1e-5, abs=1e-7
+        )
 
 
 class _OneKnownBox(torch.nn.Module):

@@ -123,8 +123,10 @@ def test_resume_from_truncated_checkpoint_names_previous_good_one(tmp_path: Path
     with pytest.raises(UnreadableCheckpointError) as info:
         YOLOCLI(
             args=[
-                "fit", *tiny_cli_args(tmp_path, checkpoint_dir, epochs=2, batches=2),
-                "--ckpt_path", str(last),
+                "fit",
+                *tiny_cli_args(tmp_path, checkpoint_dir, epochs=2, batches=2),
+                "--ckpt_path",
+                str(last),
             ]  # fmt: skip
         )
     assert str(checkpoint_dir / "best.ckpt") in str(info.value)

@@ -58,8 +58,13 @@ def _distributed(processes: int) -> list[str]:
 def test_ddp_trains_and_validation_equals_single_process(tmp_path: Path) -> None:
     checkpoint_dir = tmp_path / "checkpoints"
     output = _train_py(
-        ["fit", *tiny_cli_args(tmp_path / "fit", checkpoint_dir, epochs=1, batches=2), *_distributed(2),
-         "--trainer.limit_val_batches", "0"]  # fmt: skip
+        [
+            "fit",
+            *tiny_cli_args(tmp_path / "fit", checkpoint_dir, epochs=1, batches=2),
+            *_distributed(2),
+            "--trainer.limit_val_batches",
+            "0",
+        ]  # fmt: skip
     )
     assert "distributed_backend=gloo" in output and "All distributed processes registered" in output
     checkpoint = torch.load(checkpoint_dir / "last.ckpt", map_location="cpu", weights_only=False)
@@ -69,10 +74,23 @@ def test_ddp_trains_and_validation_equals_single_process(tmp_path: Path) -> None
     for processes in (1, 2):
         root = tmp_path / f"validate{processes}"
         output = _train_py(
-            ["validate", *tiny_cli_args(root, root / "unused", epochs=1), *_distributed(processes),
-             "--trainer.limit_val_batches", "1.0", "--model.val_conf", "0.0", "--data.imgsz", "320",
-             "--data.val_batch_size", "4", "--model.print_class_table", "true",
-             "--ckpt_path", str(checkpoint_dir / "last.ckpt")]  # fmt: skip
+            [
+                "validate",
+                *tiny_cli_args(root, root / "unused", epochs=1),
+                *_distributed(processes),
+                "--trainer.limit_val_batches",
+                "1.0",
+                "--model.val_conf",
+                "0.0",
+                "--data.imgsz",
+                "320",
+                "--data.val_batch_size",
+                "4",
+                "--model.print_class_table",
+                "true",
+                "--ckpt_path",
+                str(checkpoint_dir / "last.ckpt"),
+            ]  # fmt: skip
         )
         # The per-class table's "all" row: every one of the 17 images (72 boxes) evaluated once.
         assert re.search(r"^\s+all\s+17\s+72\s", output, re.MULTILINE), output[-3000:]

@@ -51,17 +51,26 @@ def _cocoeval(data) -> COCOeval:
         for box, label in zip(boxes.tolist(), labels.tolist()):
             w, h = box[2] - box[0], box[3] - box[1]
             annotations.append(
-                {"id": len(annotations) + 1, "image_id": image_id, "category_id": label,
-                 "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0}
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": label,
+                    "bbox": [box[0], box[1], w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
             )
         for row in preds.tolist():
             detections.append(
-                {"image_id": image_id, "category_id": int(row[5]), "score": row[4],
-                 "bbox": [row[0], row[1], row[2] - row[0], row[3] - row[1]]}
+                {
+                    "image_id": image_id,
+                    "category_id": int(row[5]),
+                    "score": row[4],
+                    "bbox": [row[0], row[1], row[2] - row[0], row[3] - row[1]],
+                }
             )
     gt = COCO()
-    gt.dataset = {"images": images, "annotations": annotations,
-                  "categories": [{"id": c} for c in range(NUM_CLASSES)]}
+    gt.dataset = {"images": images, "annotations": annotations, "categories": [{"id": c} for c in range(NUM_CLASSES)]}
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
         dt = gt.loadRes(detections)

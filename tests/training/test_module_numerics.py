@@ -112,7 +112,9 @@ def test_repeated_nonfinite_steps_stop_the_run_and_keep_the_last_good_checkpoint
     # Epoch 0 (calls 0-2) trains normally; from epoch 1 on every loss is NaN.
     module.loss_fn = _Faulty(module.loss_fn, nan_loss=set(range(3, 100)), inf_grad=set())
     trainer = _trainer(tmp_path, epochs=3, batches=3)
-    with pytest.raises(NonFiniteTrainingError, match="3 consecutive optimizer steps.*The last good state is .*last.ckpt"):
+    with pytest.raises(
+        NonFiniteTrainingError, match="3 consecutive optimizer steps.*The last good state is .*last.ckpt"
+    ):
         trainer.fit(module, DataLoader(_Synthetic(), batch_size=2, collate_fn=_collate))
     checkpoint_dir = tmp_path / "checkpoints"
     assert [p.name for p in checkpoint_dir.iterdir()] == ["last.ckpt"]

@@ -62,7 +62,11 @@ def test_two_nodes_equal_two_local_processes(tmp_path: Path) -> None:
         processes.append(
             subprocess.Popen(
                 [sys.executable, "train.py", *_fit_args(two_nodes), "--trainer.num_nodes", "2"],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )  # fmt: skip
         )
     outputs = []

@@ -105,8 +105,17 @@ def test_settings_at_iteration(schedule: str, iteration: int) -> None:
     epoch = iteration // batches
     factor = (_linear if schedule == "linear" else _cosine)(epoch, epochs, lrf)
     settings = settings_at(
-        iteration, epoch, epochs=epochs, warmup_iters=warmup, lr0=lr0, lrf=lrf, schedule=schedule,
-        momentum=0.937, warmup_momentum=0.8, warmup_bias_lr=0.1, batch_size=batch,
+        iteration,
+        epoch,
+        epochs=epochs,
+        warmup_iters=warmup,
+        lr0=lr0,
+        lrf=lrf,
+        schedule=schedule,
+        momentum=0.937,
+        warmup_momentum=0.8,
+        warmup_bias_lr=0.1,
+        batch_size=batch,
     )
     if iteration <= warmup:
         xi = [0, warmup]
@@ -136,8 +145,17 @@ def test_settings_at_iteration(schedule: str, iteration: int) -> None:
 def test_apply_settings_writes_groups() -> None:
     optimizer = build_optimizer(_tiny(), lr0=0.01, momentum=0.937, weight_decay=5e-4)
     settings = settings_at(
-        10, 0, epochs=5, warmup_iters=100, lr0=0.01, lrf=0.01, schedule="linear",
-        momentum=0.937, warmup_momentum=0.8, warmup_bias_lr=0.1, batch_size=16,
+        10,
+        0,
+        epochs=5,
+        warmup_iters=100,
+        lr0=0.01,
+        lrf=0.01,
+        schedule="linear",
+        momentum=0.937,
+        warmup_momentum=0.8,
+        warmup_bias_lr=0.1,
+        batch_size=16,
     )
     apply_settings(optimizer, settings)
     assert [g["lr"] for g in optimizer.param_groups] == list(settings.lrs)
@@ -149,8 +167,17 @@ def test_adamw_keeps_its_betas_through_warmup() -> None:
     assert isinstance(optimizer, torch.optim.AdamW)
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.0, 5e-4, 0.0]
     settings = settings_at(
-        3, 0, epochs=5, warmup_iters=100, lr0=0.002, lrf=0.01, schedule="linear",
-        momentum=0.9, warmup_momentum=0.8, warmup_bias_lr=0.0, batch_size=16,
+        3,
+        0,
+        epochs=5,
+        warmup_iters=100,
+        lr0=0.002,
+        lrf=0.01,
+        schedule="linear",
+        momentum=0.9,
+        warmup_momentum=0.8,
+        warmup_bias_lr=0.0,
+        batch_size=16,
     )
     apply_settings(optimizer, settings)
     assert all(g["betas"] == (0.9, 0.999) for g in optimizer.param_groups)

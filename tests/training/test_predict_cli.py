@@ -84,7 +84,8 @@ def test_weights_files_point_to_model_weights(tmp_path: Path) -> None:
     with pytest.raises(NotATrainingCheckpointError, match=r"is a reference weights file.*--model.weights"):
         _run(["predict", "--ckpt_path", str(reference), "--data.source", str(SHAPES4 / "images" / "val")])
     # As --model.weights it works: its config, class names and training size are used.
-    cli = _run(["predict", "--model.weights", str(reference), "--data.source", str(SHAPES4 / "images" / "val" / "val_0003.jpg"),
+    image = SHAPES4 / "images" / "val" / "val_0003.jpg"
+    cli = _run(["predict", "--model.weights", str(reference), "--data.source", str(image),
                 "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), *QUIET, *LOW])  # fmt: skip
     assert cli.datamodule.imgsz == 64 and cli.model.model.names == NAMES
     assert len((Path(cli.trainer.log_dir) / "predictions.jsonl").read_text().splitlines()) == 1
@@ -113,7 +114,8 @@ def test_validate_takes_model_and_imgsz_from_the_checkpoint(tmp_path: Path, chec
                 "--trainer.limit_val_batches", "1", "--model.print_class_table", "false", *QUIET])  # fmt: skip
     assert cli.datamodule.imgsz == 96 and cli.model.model.nc == 4
     # An explicit flag overrides the checkpoint's value.
-    cli = _run(["validate", "--ckpt_path", str(checkpoint), "--data.data", str(SHAPES4 / "data.yaml"), "--data.imgsz", "64",
-                "--data.scan_cache", "false", "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
-                "--trainer.limit_val_batches", "1", "--model.print_class_table", "false", *QUIET])  # fmt: skip
+    cli = _run(["validate", "--ckpt_path", str(checkpoint), "--data.data", str(SHAPES4 / "data.yaml"),
+                "--data.imgsz", "64", "--data.scan_cache", "false",
+                "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.limit_val_batches", "1",
+                "--model.print_class_table", "false", *QUIET])  # fmt: skip
     assert cli.datamodule.imgsz == 64

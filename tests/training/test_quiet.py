@@ -49,16 +49,18 @@ def test_resume_noise_is_silenced_only_when_resuming() -> None:
 
 def test_dirpath_change_is_silenced_only_when_evaluating() -> None:
     message = "The dirpath has changed from '/a/checkpoints' to '/b/checkpoints', therefore ..."
-    assert len(_shown(lambda: warnings.warn(message))) == 1  # in fit it means the best score is lost: shown
+    assert (
+        len(_shown(lambda: warnings.warn(message, stacklevel=1))) == 1
+    )  # in fit it means the best score is lost: shown
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         silence_evaluation_noise()
-        warnings.warn(message)
+        warnings.warn(message, stacklevel=1)
     assert caught == []
 
 
 def test_other_warnings_still_show() -> None:
-    assert len(_shown(lambda: warnings.warn("something else", UserWarning))) == 1
+    assert len(_shown(lambda: warnings.warn("something else", UserWarning, stacklevel=1))) == 1
 
 
 def test_litlogger_tip_is_dropped(caplog: pytest.LogCaptureFixture) -> None:

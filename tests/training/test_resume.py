@@ -17,7 +17,6 @@ import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-
 from robustness_helpers import DATA, tiny_model_config
 
 from yolo11_lightning.data.datamodule import YOLODataModule
@@ -75,7 +74,9 @@ def _fit(
     ]
     if step_checkpoints:  # a checkpoint after every optimizer step
         callbacks.append(
-            ModelCheckpoint(dirpath=root, filename="step", monitor=None, every_n_train_steps=1, enable_version_counter=False)
+            ModelCheckpoint(
+                dirpath=root, filename="step", monitor=None, every_n_train_steps=1, enable_version_counter=False
+            )
         )
     if crash is not None:
         callbacks.append(crash)

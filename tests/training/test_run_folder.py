@@ -157,9 +157,10 @@ def test_validate_save_json_is_loadable_by_pycocotools(run: dict, tmp_path: Path
 
     root = tmp_path / "validate"
     process = _train_py(
-        ["validate", "--config", str(run["run"] / "config.yaml"), "--ckpt_path", str(run["run"] / "checkpoints" / "best.ckpt"),
-         "--model.save_json", "true", "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir",
-         str(root), "--model.val_conf", "0.0001"],
+        ["validate", "--config", str(run["run"] / "config.yaml"),
+         "--ckpt_path", str(run["run"] / "checkpoints" / "best.ckpt"), "--model.save_json", "true",
+         "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root),
+         "--model.val_conf", "0.0001"],
         run["cwd"],
     )  # fmt: skip
     assert process.returncode == 0, process.stderr[-3000:]

@@ -51,7 +51,10 @@ def _describe_undecodable(data: np.ndarray) -> str:
     except Exception:  # noqa: BLE001 - PIL does not know it either
         return "not a decodable image (unknown or damaged data)"
     if kind in ("TIFF", "PNG") and mode in ("F", "I", "I;32", "I;32B", "I;32S"):
-        return f"{kind} with 32-bit samples (PIL mode {mode}) cannot be decoded to 8-bit colour; convert it to 8 or 16 bits"
+        return (
+            f"{kind} with 32-bit samples (PIL mode {mode}) cannot be decoded to 8-bit colour; "
+            "convert it to 8 or 16 bits"
+        )
     return f"{kind} data (mode {mode}) that OpenCV cannot decode; convert it to PNG or JPEG"
 
 

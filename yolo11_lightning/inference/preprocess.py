@@ -1,9 +1,10 @@
 """Pre-processing shared by training, validation, predict and the Python API.
 
 Decode (EXIF-oriented 8-bit BGR; the one decoder lives in ``decode.py`` and is re-exported here),
-resize, letterbox to the network's stride, and stack into the ``uint8 (B, 3, H, W)`` RGB input. Every path that feeds the network goes through these functions,
-so an image is prepared the same way whether it is validated, predicted from the command line or
-passed to :class:`~yolo11_lightning.inference.detector.Detector`.
+resize, letterbox to the network's stride, and stack into the ``uint8 (B, 3, H, W)`` RGB input.
+Every path that feeds the network goes through these functions, so an image is prepared the same
+way whether it is validated, predicted from the command line or passed to
+:class:`~yolo11_lightning.inference.detector.Detector`.
 """
 
 from __future__ import annotations

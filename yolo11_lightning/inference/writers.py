@@ -223,4 +223,5 @@ class PredictionOutputs:
             (self.run_dir / "predictions.json").write_text(json.dumps(self._coco))
         counts = ", ".join(f"{count} {name}" for name, count in sorted(self.boxes.items())) or "none"
         skipped = f", {len(self.skipped)} unreadable skipped" if self.skipped else ""
-        return f"predict: {self.images} images{skipped}, {sum(self.boxes.values())} boxes ({counts}); results in {self.run_dir}"
+        boxes = sum(self.boxes.values())
+        return f"predict: {self.images} images{skipped}, {boxes} boxes ({counts}); results in {self.run_dir}"

@@ -215,9 +215,7 @@ class TaskAlignedAssigner:
         fg_overlap = overlaps[fg_image, fg_box, fg_anchor]
         fg_box_flat = fg_image * num_boxes + fg_box
         best_metric = torch.zeros(batch * num_boxes, device=device).scatter_reduce_(0, fg_box_flat, fg_metric, "amax")
-        best_overlap = torch.zeros(batch * num_boxes, device=device).scatter_reduce_(
-            0, fg_box_flat, fg_overlap, "amax"
-        )
+        best_overlap = torch.zeros(batch * num_boxes, device=device).scatter_reduce_(0, fg_box_flat, fg_overlap, "amax")
         target_weights = torch.zeros(batch * num_anchors, device=device)
         target_weights[fg_flat] = fg_metric * best_overlap[fg_box_flat] / (best_metric[fg_box_flat] + self.eps)
 

@@ -102,9 +102,7 @@ class DetectionLoss:
         self.dropped_targets = 0
         self._anchor_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def __call__(
-        self, preds: list[torch.Tensor] | tuple, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, LossComponents]:
+    def __call__(self, preds: list[torch.Tensor] | tuple, targets: torch.Tensor) -> tuple[torch.Tensor, LossComponents]:
         """Compute the loss.
 
         Args:

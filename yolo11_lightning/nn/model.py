@@ -70,9 +70,7 @@ class DetectionModel(nn.Module):
         self.layer_infos = list(infos)
         self._sources = [info.source for info in infos]
         # Indices of layers whose output a later layer reads (besides the next one).
-        self._saved = {
-            j % i for i, info in enumerate(infos) for j in _as_list(info.source) if j != -1 and i > 0
-        }
+        self._saved = {j % i for i, info in enumerate(infos) for j in _as_list(info.source) if j != -1 and i > 0}
         self.yaml = config
         self.input_channels = input_channels
         head = self.head

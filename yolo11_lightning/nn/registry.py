@@ -51,9 +51,10 @@ import importlib
 import importlib.util
 import sys
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import torch.nn as nn
 
@@ -168,8 +169,7 @@ def register_block(
             # Re-registering the same class object (module reload) is harmless; another is not.
             if (existing.cls.__module__, existing.cls.__qualname__) != (cls.__module__, cls.__qualname__):
                 raise ValueError(
-                    f"block name {key!r} is already registered to "
-                    f"{existing.cls.__module__}.{existing.cls.__qualname__}"
+                    f"block name {key!r} is already registered to {existing.cls.__module__}.{existing.cls.__qualname__}"
                 )
         example = tuple(example_args) if example_args is not None else None
         _REGISTRY[key] = BlockSpec(key, cls, channels, repeats, adapt_args, example)

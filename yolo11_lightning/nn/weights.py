@@ -223,8 +223,12 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     class_branch, output_keys = _class_branch_keys(model)
     file_nc = int(state[output_keys[0]].shape[0]) if output_keys and output_keys[0] in state else None
-    remap = file_nc is not None and file_nc != int(model.head.nc) and all(  # type: ignore[attr-defined]
-        k.startswith(class_branch) for k in mismatched
+    remap = (
+        file_nc is not None
+        and file_nc != int(model.head.nc)
+        and all(  # type: ignore[attr-defined]
+            k.startswith(class_branch) for k in mismatched
+        )
     )
     if missing or unexpected or (mismatched and not remap):
         problems = []
@@ -260,7 +264,9 @@ def _class_branch_keys(model: nn.Module) -> tuple[str, list[str]]:
         return "", []
     prefix = f"model.{len(layers) - 1}.cv3."
     outputs = [
-        f"{prefix}{level}.{len(branch) - 1}.{name}" for level, branch in enumerate(head.cv3) for name in ("weight", "bias")
+        f"{prefix}{level}.{len(branch) - 1}.{name}"
+        for level, branch in enumerate(head.cv3)
+        for name in ("weight", "bias")
     ]
     return prefix, outputs
 

@@ -27,8 +27,9 @@ import os
 import re
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any
 
 import torch
 from fsspec.implementations.local import LocalFileSystem
@@ -47,6 +48,8 @@ def host_tag() -> str:
     """8 hex digits identifying this machine, so that a shared directory's temp files of writers on
     other nodes (whose process ids mean nothing here) are never taken for orphans."""
     return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
 CHECKPOINT_SUFFIX = ".ckpt"
 
 
@@ -163,8 +166,8 @@ def _checkpoint_summary(checkpoint: dict[str, Any]) -> str:
 
 
 def find_previous_good_checkpoint(
-    path: _PATH, max_candidates: int = 8, weights_only: Optional[bool] = None
-) -> Optional[tuple[Path, str]]:
+    path: _PATH, max_candidates: int = 8, weights_only: bool | None = None
+) -> tuple[Path, str] | None:
     """Find the newest readable checkpoint next to ``path`` (excluding ``path`` itself).
 
     Candidates are the ``*.ckpt`` files of the same directory, newest modification time first; each
@@ -198,7 +201,7 @@ def find_previous_good_checkpoint(
     return None
 
 
-def unreadable_checkpoint_message(path: _PATH, error: BaseException, weights_only: Optional[bool] = None) -> str:
+def unreadable_checkpoint_message(path: _PATH, error: BaseException, weights_only: bool | None = None) -> str:
     """The error message for an unreadable checkpoint, naming the previous good one if any.
 
     Args:
@@ -244,7 +247,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         """
         torch.save(checkpoint, file)
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         """Write ``checkpoint`` to ``path`` atomically: temp file in the same directory, fsync, rename.
 
         Args:
@@ -264,7 +267,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         directory = target.parent
         directory.mkdir(parents=True, exist_ok=True)
         self._clean_once(directory)
-        fd, temp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{host_tag()}-{os.getpid()}-", suffix=f"-{target.name}", dir=directory)
+        fd, temp_name = tempfile.mkstemp(
+            prefix=f"{TEMP_PREFIX}{host_tag()}-{os.getpid()}-", suffix=f"-{target.name}", dir=directory
+        )
         try:
             os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp creates 0600; checkpoints follow the umask
             with os.fdopen(fd, "wb") as file:
@@ -283,8 +288,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(
         self,
         path: _PATH,
-        map_location: Optional[Callable] = lambda storage, loc: storage,
-        weights_only: Optional[bool] = None,
+        map_location: Callable | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
     ) -> dict[str, Any]:
         """Load a checkpoint; an unreadable file raises an error naming the previous good checkpoint.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
+
 from yolo11_lightning.training.errors import UserError
 
 # Config keys that define the architecture (the file name and the unused scales do not).

@@ -42,7 +42,6 @@ misspelt option gets the close spelling) in at most 3 lines on stderr with exit 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -189,7 +188,10 @@ class YOLOCLI(LightningCLI):
             "default_root_dir": "runs",
             "enable_model_summary": False,  # replaced by ModelSummaryPrinter (layers, parameters, GFLOPs)
             # save_dir None: the trainer's default_root_dir (filled in by before_instantiate_classes).
-            "logger": {"class_path": "yolo11_lightning.training.run_folder.RunCSVLogger", "init_args": {"name": "yolo11"}},
+            "logger": {
+                "class_path": "yolo11_lightning.training.run_folder.RunCSVLogger",
+                "init_args": {"name": "yolo11"},
+            },
             # Atomic, fsync'ed checkpoint writes; unreadable checkpoints name the previous good one.
             "plugins": [{"class_path": "yolo11_lightning.training.checkpoint.AtomicCheckpointIO"}],
         }
@@ -283,7 +285,9 @@ class YOLOCLI(LightningCLI):
         if data:
             defaults["data.data"] = data
         parsers[subcommand].set_defaults(defaults)
-        name = spec.model_config.get("yaml_file", "<dict>") if isinstance(spec.model_config, dict) else spec.model_config
+        name = (
+            spec.model_config.get("yaml_file", "<dict>") if isinstance(spec.model_config, dict) else spec.model_config
+        )
         print(
             f"{subcommand}: defaults from {spec.path}: model {name} ({spec.num_classes} classes), imgsz {spec.imgsz} "
             f"(from {spec.imgsz_source})" + (f", data {data}" if data else "") + "; explicit flags override them",

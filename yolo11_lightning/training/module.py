@@ -24,8 +24,8 @@ from yolo11_lightning.training.checkpoint_state import (
 )
 from yolo11_lightning.training.compiled import CompiledNetwork
 from yolo11_lightning.training.ema import ModelEMA
-from yolo11_lightning.training.errors import UserError
 from yolo11_lightning.training.epoch_means import EpochLossMeans
+from yolo11_lightning.training.errors import UserError
 from yolo11_lightning.training.guards import DivergenceGuard, TrainingDivergedError, last_good_checkpoint
 from yolo11_lightning.training.metrics import DetectionMetrics, DetectionResults
 from yolo11_lightning.training.multi_scale import multi_scale_size, resize_batch
@@ -295,7 +295,9 @@ class YOLOModule(LightningModule):
             iteration,
             epoch,
             epochs=epochs,
-            warmup_iters=warmup_iterations(hp.warmup_epochs, self.trainer.num_training_batches, hp.min_warmup_iterations),
+            warmup_iters=warmup_iterations(
+                hp.warmup_epochs, self.trainer.num_training_batches, hp.min_warmup_iterations
+            ),
             lr0=choice.lr0,
             lrf=hp.lrf,
             schedule=hp.schedule,
@@ -370,7 +372,11 @@ class YOLOModule(LightningModule):
         callbacks' epoch-end hooks (``results.csv``) before the module's, and they must see the values.
         """
         strategy = self.trainer.strategy
-        reduce = (lambda t: strategy.reduce(t.to(self.device), reduce_op="sum").cpu()) if self.trainer.world_size > 1 else None
+        reduce = (
+            (lambda t: strategy.reduce(t.to(self.device), reduce_op="sum").cpu())
+            if self.trainer.world_size > 1
+            else None
+        )
         for name, value in self.epoch_losses.means(reduce).items():
             self.log(f"train/{name}_epoch", value, on_step=False, on_epoch=True, sync_dist=False)
 
@@ -405,7 +411,8 @@ class YOLOModule(LightningModule):
     def _stop_diverged(self, reason: str, error: type[TrainingDivergedError] = TrainingDivergedError) -> None:
         raise error(
             f"training diverged at epoch {self.current_epoch}, step {self.global_step}: {reason}. No checkpoint is "
-            f"written from these weights. {last_good_checkpoint(self.trainer)} (or check the data, or use 32-bit precision)."
+            f"written from these weights. {last_good_checkpoint(self.trainer)} "
+            "(or check the data, or use 32-bit precision)."
         )
 
     def _finish_step(self) -> None:
@@ -484,7 +491,9 @@ class YOLOModule(LightningModule):
             _, components = self.loss_fn(raw_maps, batch.targets)
             # image-weighted sums (box, cls, dfl, images), reduced over processes once at the end
             count = images.shape[0]
-            self._eval_loss_sums += torch.cat([components.as_tensor().double().cpu() * count, torch.tensor([count], dtype=torch.float64)])
+            self._eval_loss_sums += torch.cat(
+                [components.as_tensor().double().cpu() * count, torch.tensor([count], dtype=torch.float64)]
+            )
         predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.val_nms)
         gt_boxes, gt_labels = batch.ground_truth()
         self.metrics.update(batch.image_ids, predictions, gt_boxes, gt_labels)
@@ -537,8 +546,12 @@ class YOLOModule(LightningModule):
                        orig_shape=(0, 0), names=dict(self.model.names))
             for image_id, record in sorted(records.items())
         ]  # fmt: skip
-        path = write_coco_results(Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.json", detections)
-        print(f"COCO results JSON: {path} ({sum(len(d) for d in detections)} boxes, {len(detections)} images)", flush=True)
+        path = write_coco_results(
+            Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.json", detections
+        )
+        print(
+            f"COCO results JSON: {path} ({sum(len(d) for d in detections)} boxes, {len(detections)} images)", flush=True
+        )
 
     # ------------------------------------------------------------------------------------ predict
     def predict_step(self, batch: Batch | None, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,11 +109,11 @@ class ExactResume(Callback):
             ``None`` leaves torch's default.
     """
 
-    def __init__(self, seed: Optional[int] = None, num_threads: Optional[int] = None) -> None:
+    def __init__(self, seed: int | None = None, num_threads: int | None = None) -> None:
         self.seed = seed
         self.num_threads = num_threads
-        self._active_seed: Optional[int] = None
-        self._pending_gradients: Optional[dict[str, torch.Tensor]] = None
+        self._active_seed: int | None = None
+        self._pending_gradients: dict[str, torch.Tensor] | None = None
 
     @property
     def active_seed(self) -> int:

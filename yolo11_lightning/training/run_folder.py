@@ -14,7 +14,7 @@ import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -46,9 +46,9 @@ class RunCSVLogger(CSVLogger):
 
     def __init__(
         self,
-        save_dir: Optional[str] = None,
+        save_dir: str | None = None,
         name: str = "yolo11",
-        version: Optional[Union[int, str]] = None,
+        version: int | str | None = None,
         prefix: str = "",
         flush_logs_every_n_steps: int = 100,
     ) -> None:

@@ -24,7 +24,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any, Optional
+from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint

@@ -26,7 +26,9 @@ def test_c3k2_shapes_and_stages(c3k: bool) -> None:
 
 
 @pytest.mark.reference
-@pytest.mark.parametrize(("n", "c3k", "e", "shortcut"), [(1, False, 0.25, True), (2, True, 0.5, True), (1, True, 0.5, False)])
+@pytest.mark.parametrize(
+    ("n", "c3k", "e", "shortcut"), [(1, False, 0.25, True), (2, True, 0.5, True), (1, True, 0.5, False)]
+)
 def test_c3k2_matches_the_reference(n: int, c3k: bool, e: float, shortcut: bool, as_in_reference_models) -> None:
     block_module = pytest.importorskip("ultralytics.nn.modules.block")
     reference = as_in_reference_models(block_module.C3k2(32, 64, n, c3k, e, 1, shortcut)).eval()

@@ -130,8 +130,7 @@ class C3k2(nn.Module):
         self.cv1 = Conv(c1, 2 * hidden, 1, 1)
         self.cv2 = Conv((2 + n) * hidden, c2, 1)
         self.m = nn.ModuleList(
-            C3k(hidden, hidden, 2, shortcut, g) if c3k else Bottleneck(hidden, hidden, shortcut, g)
-            for _ in range(n)
+            C3k(hidden, hidden, 2, shortcut, g) if c3k else Bottleneck(hidden, hidden, shortcut, g) for _ in range(n)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -110,4 +110,3 @@ class FocalModulation(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, focal_level={self.focal_level}, kernel_sizes={self.kernel_sizes}"
-
