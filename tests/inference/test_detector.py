@@ -127,14 +127,32 @@ def test_any_backend_callable(detector: Detector) -> None:
     _same(plain(VAL / "val_0005.jpg")[0], detector(VAL / "val_0005.jpg")[0])
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("yolo11_lightning.inference.exported") is not None, reason="exported models are supported"
-)
-def test_exported_files_without_the_export_module(tmp_path: Path) -> None:
-    path = tmp_path / "model.onnx"
-    path.write_bytes(b"onnx")
-    with pytest.raises(ValueError, match="needs yolo11_lightning.inference.exported"):
-        Detector.from_path(path)
+@pytest.mark.slow
+def test_exported_onnx_predicts_like_the_checkpoint(detector: Detector, tmp_path: Path) -> None:
+    """An exported .onnx goes through the same pre/post-processing, in the API and in ``train.py predict``."""
+    from yolo11_lightning.export import main as export_main
+    from yolo11_lightning.training.cli import main as cli_main
+
+    onnx = export_main(["--ckpt_path", str(TRAINED), "--format", "onnx", "--output", str(tmp_path / "m.onnx")])
+    exported = Detector.from_path(onnx, **SOME)
+    assert exported.imgsz == detector.imgsz and exported.names == detector.names
+    ours, theirs = detector(VAL), exported(VAL)
+    assert len(ours) == len(theirs) == 17
+    for a, b in zip(ours, theirs):
+        _same(a, b, nonempty=False)
+    assert sum(len(p) for p in ours) > 0
+
+    code = cli_main(
+        ["predict", "--ckpt_path", str(onnx), "--data.source", str(VAL), "--trainer.default_root_dir",
+         str(tmp_path / "runs"), "--model.predict_conf", str(SOME["conf"]), "--model.max_det", str(SOME["max_det"])]
+    )  # fmt: skip
+    assert code == 0
+    lines = (tmp_path / "runs" / "exported" / "version_0" / "predictions.jsonl").read_text().splitlines()
+    written = [json.loads(line) for line in lines]
+    assert [Path(r["path"]).name for r in written] == [Path(p.path).name for p in ours]
+    for record, prediction in zip(written, ours):
+        torch.testing.assert_close(torch.tensor(record["boxes"]).reshape(-1, 4), prediction.boxes, atol=0.01, rtol=0)
+    assert cli_main(["predict", "--ckpt_path", str(tmp_path / "missing.onnx"), "--data.source", str(VAL)]) == 2
 
 
 def test_prediction_does_not_import_lightning(checkpoint: Path) -> None:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from yolo11_lightning.data.sources import PredictDataset, list_source
+from yolo11_lightning.inference.exported import EXPORTED_SUFFIXES
 from yolo11_lightning.inference.loading import load_model
 from yolo11_lightning.inference.postprocess import NMSSettings, detect
 from yolo11_lightning.inference.preprocess import letterbox_with_mapping, stack_images, to_float_input
@@ -35,7 +36,6 @@ from yolo11_lightning.inference.render import draw_detections
 from yolo11_lightning.inference.results import Detections
 from yolo11_lightning.inference.writers import OutputOptions, PredictionOutputs, yolo_label_rows
 
-EXPORTED_SUFFIXES = (".onnx", ".torchscript")
 """Files :meth:`Detector.from_path` hands to ``yolo11_lightning.inference.exported.ExportedModel``."""
 
 
@@ -172,12 +172,8 @@ class Detector:
         """Like :meth:`from_checkpoint`; ``.onnx`` and ``.torchscript`` files load as exported models."""
         if Path(path).suffix.lower() not in EXPORTED_SUFFIXES:
             return cls.from_checkpoint(path, **kwargs)
-        try:
-            from yolo11_lightning.inference.exported import ExportedModel
-        except ImportError as error:
-            raise ValueError(
-                f"{path}: running exported models needs yolo11_lightning.inference.exported ({error})"
-            ) from error
+        from yolo11_lightning.inference.exported import ExportedModel
+
         model = ExportedModel(path)
         kwargs.pop("fuse", None)
         kwargs.setdefault("imgsz", model.imgsz)

@@ -61,6 +61,7 @@ from yolo11_lightning.exit_codes import ExitCode
 from yolo11_lightning.inference.decode import UnreadableImageError
 from yolo11_lightning.inference.loading import ModelSpec, read_spec, require_training_checkpoint
 from yolo11_lightning.inference.writers import OutputOptions, PredictionOutputs
+from yolo11_lightning.predict_exported import is_exported_model
 from yolo11_lightning.training.auto_batch import (
     AUTO_BATCH,
     DEFAULT_FRACTION,
@@ -398,8 +399,10 @@ def _run_config_data(ckpt_path: Path) -> str | None:
 def run_cli(args: Sequence[str] | None = None) -> YOLOCLI | None:
     """Run a command and return the CLI object (its ``trainer`` and ``model`` after the run).
 
-    ``export`` is not a Lightning subcommand: it goes to :func:`yolo11_lightning.export.main` (and
-    returns ``None``). Exceptions propagate; :func:`main` turns them into messages and exit codes.
+    ``export`` is not a Lightning subcommand: it goes to :func:`yolo11_lightning.export.main`; nor is
+    ``predict`` on an exported ``.onnx``/``.torchscript`` file: it goes to
+    :func:`yolo11_lightning.predict_exported.main` (both return ``None``). Exceptions propagate;
+    :func:`main` turns them into messages and exit codes.
 
     Args:
         args: command-line arguments (``None``: ``sys.argv``).
@@ -409,6 +412,11 @@ def run_cli(args: Sequence[str] | None = None) -> YOLOCLI | None:
         from yolo11_lightning.export import main as export_main
 
         export_main(argv[1:])
+        return None
+    if argv[:1] == ["predict"] and is_exported_model(_flag_value(argv, "--ckpt_path")):
+        from yolo11_lightning.predict_exported import main as predict_exported
+
+        predict_exported(argv[1:])
         return None
     return YOLOCLI(args=args)
 
