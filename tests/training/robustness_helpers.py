@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import yaml
+from torch.utils.data import Dataset
 
 import yolo11_lightning
+from yolo11_lightning.data.batch import Batch
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "shapes4" / "data.yaml"
@@ -53,3 +56,27 @@ def tiny_cli_args(root: Path, checkpoint_dir: Path, epochs: int, batches: int = 
         "--best_checkpoint.dirpath", str(checkpoint_dir),
         "--last_checkpoint.dirpath", str(checkpoint_dir),
     ]  # fmt: skip
+
+
+class SyntheticIndices(Dataset):
+    """64 indices; :func:`synthetic_collate` turns a list of them into a random 64x64 batch."""
+
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+def synthetic_collate(indices: list[int]) -> Batch:
+    """A batch of random 64x64 images (seeded by the first index), one box per image, class ``i % 2``."""
+    generator = torch.Generator().manual_seed(indices[0])
+    size = len(indices)
+    return Batch(
+        images=torch.randint(0, 255, (size, 3, 64, 64), generator=generator, dtype=torch.uint8),
+        targets=torch.tensor([[i, i % 2, 0.5, 0.5, 0.4, 0.3] for i in range(size)], dtype=torch.float32),
+        image_ids=torch.tensor(indices),
+        orig_shapes=torch.tensor([[64, 64]] * size),
+        ratio_pad=torch.tensor([[1.0, 1.0, 0.0, 0.0]] * size),
+        paths=[str(i) for i in indices],
+    )

@@ -14,33 +14,11 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from robustness_helpers import tiny_model_config
-from torch.utils.data import DataLoader, Dataset
+from robustness_helpers import SyntheticIndices, synthetic_collate, tiny_model_config
+from torch.utils.data import DataLoader
 
-from yolo11_lightning.data.batch import Batch
 from yolo11_lightning.training.checkpoint import AtomicCheckpointIO, is_temp_file
 from yolo11_lightning.training.module import NonFiniteTrainingError, YOLOModule
-
-
-class _Synthetic(Dataset):
-    def __len__(self) -> int:
-        return 64
-
-    def __getitem__(self, index: int) -> int:
-        return index
-
-
-def _collate(indices: list[int]) -> Batch:
-    generator = torch.Generator().manual_seed(indices[0])
-    batch = len(indices)
-    return Batch(
-        images=torch.randint(0, 255, (batch, 3, 64, 64), generator=generator, dtype=torch.uint8),
-        targets=torch.tensor([[i, i % 2, 0.5, 0.5, 0.4, 0.3] for i in range(batch)], dtype=torch.float32),
-        image_ids=torch.tensor(indices),
-        orig_shapes=torch.tensor([[64, 64]] * batch),
-        ratio_pad=torch.tensor([[1.0, 1.0, 0.0, 0.0]] * batch),
-        paths=[str(i) for i in indices],
-    )
 
 
 class _InfiniteGradient(torch.autograd.Function):
@@ -97,7 +75,7 @@ def test_nan_loss_and_infinite_gradient_are_skipped_counted_and_logged(tmp_path:
     module = _module(tmp_path)
     module.loss_fn = _Faulty(module.loss_fn, nan_loss={1}, inf_grad={3})
     trainer = _trainer(tmp_path, epochs=1, batches=6)
-    trainer.fit(module, DataLoader(_Synthetic(), batch_size=2, collate_fn=_collate))
+    trainer.fit(module, DataLoader(SyntheticIndices(), batch_size=2, collate_fn=synthetic_collate))
     assert module.nonfinite_skipped == 2 and module.nonfinite_consecutive == 0
     assert module.ema.updates == 4  # six optimizer calls, two of them skipped
     assert float(trainer.callback_metrics["train/nonfinite_skipped"]) == 2.0
@@ -115,7 +93,7 @@ def test_repeated_nonfinite_steps_stop_the_run_and_keep_the_last_good_checkpoint
     with pytest.raises(
         NonFiniteTrainingError, match="3 consecutive optimizer steps.*The last good state is .*last.ckpt"
     ):
-        trainer.fit(module, DataLoader(_Synthetic(), batch_size=2, collate_fn=_collate))
+        trainer.fit(module, DataLoader(SyntheticIndices(), batch_size=2, collate_fn=synthetic_collate))
     checkpoint_dir = tmp_path / "checkpoints"
     assert [p.name for p in checkpoint_dir.iterdir()] == ["last.ckpt"]
     saved = AtomicCheckpointIO().load_checkpoint(checkpoint_dir / "last.ckpt")

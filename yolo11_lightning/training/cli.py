@@ -80,7 +80,7 @@ from yolo11_lightning.training.module import NonFiniteTrainingError, YOLOModule
 from yolo11_lightning.training.quiet import silence_evaluation_noise, silence_known_noise, silence_resume_noise
 from yolo11_lightning.training.results_csv import ResultsCSV
 from yolo11_lightning.training.resume import ExactResume
-from yolo11_lightning.training.run_folder import point_logger_at_run, resume_arguments, run_folder_of
+from yolo11_lightning.training.run_folder import option_value, point_logger_at_run, resume_arguments, run_folder_of
 from yolo11_lightning.training.signals import SaveOnSignal
 from yolo11_lightning.training.time_budget import TimeBudget
 
@@ -267,7 +267,7 @@ class YOLOCLI(LightningCLI):
         parsers = getattr(self, "_subcommand_parsers", {})  # none with run=False
         if subcommand not in parsers:
             return
-        ckpt_path, weights = _flag_value(argv, "--ckpt_path"), _flag_value(argv, "--model.weights")
+        ckpt_path, weights = option_value(argv, "--ckpt_path"), option_value(argv, "--model.weights")
         spec: ModelSpec | None = None
         if ckpt_path and Path(ckpt_path).is_file():
             try:
@@ -371,17 +371,6 @@ class YOLOCLI(LightningCLI):
         )
 
 
-def _flag_value(argv: list[str], flag: str) -> str | None:
-    """The value of ``flag`` in ``argv`` (``--flag value`` or ``--flag=value``; the last one wins)."""
-    value = None
-    for index, arg in enumerate(argv):
-        if arg == flag and index + 1 < len(argv):
-            value = argv[index + 1]
-        elif arg.startswith(flag + "="):
-            value = arg[len(flag) + 1 :]
-    return value
-
-
 def _run_config_data(ckpt_path: Path) -> str | None:
     """``data.data`` of the run that wrote ``ckpt_path`` (``<run>/config.yaml``), if that file still exists."""
     for config_path in (ckpt_path.parent / "config.yaml", ckpt_path.parent.parent / "config.yaml"):
@@ -413,7 +402,7 @@ def run_cli(args: Sequence[str] | None = None) -> YOLOCLI | None:
 
         export_main(argv[1:])
         return None
-    if argv[:1] == ["predict"] and is_exported_model(_flag_value(argv, "--ckpt_path")):
+    if argv[:1] == ["predict"] and is_exported_model(option_value(argv, "--ckpt_path")):
         from yolo11_lightning.predict_exported import main as predict_exported
 
         predict_exported(argv[1:])

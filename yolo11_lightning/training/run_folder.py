@@ -78,7 +78,7 @@ def run_folder_of(ckpt_path: str | os.PathLike[str]) -> Path | None:
     return run if (run / CONFIG_FILE).is_file() else None
 
 
-def _option(args: Sequence[str], name: str) -> str | None:
+def option_value(args: Sequence[str], name: str) -> str | None:
     """The value of ``--name value`` or ``--name=value`` in ``args`` (the last one), else None."""
     value = None
     for index, arg in enumerate(args):
@@ -101,7 +101,7 @@ def resume_arguments(args: Sequence[str]) -> list[str]:
     args = list(args)
     if not args or args[0] != "fit" or any(a in ("--config", "-c") or a.startswith("--config=") for a in args):
         return args
-    ckpt_path = _option(args, "--ckpt_path")
+    ckpt_path = option_value(args, "--ckpt_path")
     run = run_folder_of(ckpt_path) if ckpt_path else None
     if run is None:
         return args
