@@ -25,6 +25,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from yolo11_lightning.boxes import scale_boxes_to_input
 from yolo11_lightning.data.batch import Batch
+from yolo11_lightning.training.run_folder import run_directory
 
 
 class FigureWriter(Callback):
@@ -52,7 +53,7 @@ class FigureWriter(Callback):
 
     @staticmethod
     def _folder(trainer: Trainer) -> Path:
-        return Path(trainer.log_dir or trainer.default_root_dir)
+        return run_directory(trainer)
 
     def _save(self, trainer: Trainer, name: str, make: Any) -> None:
         """Build a figure with ``make()``, save it as ``name``, log it to TensorBoard-like loggers."""

@@ -536,9 +536,8 @@ class YOLOModule(LightningModule):
 
     def _write_coco_json(self) -> None:
         """The evaluated predictions as COCO results (the same writer as predict's COCO output)."""
-        from pathlib import Path
-
         from yolo11_lightning.inference.coco_json import write_coco_results
+        from yolo11_lightning.training.run_folder import run_directory
 
         records = self.metrics.last_records
         detections = [
@@ -546,9 +545,7 @@ class YOLOModule(LightningModule):
                        orig_shape=(0, 0), names=dict(self.model.names))
             for image_id, record in sorted(records.items())
         ]  # fmt: skip
-        path = write_coco_results(
-            Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.json", detections
-        )
+        path = write_coco_results(run_directory(self.trainer) / "predictions.json", detections)
         print(
             f"COCO results JSON: {path} ({sum(len(d) for d in detections)} boxes, {len(detections)} images)", flush=True
         )

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from yolo11_lightning.training.run_folder import run_directory
+
 RESULTS_FILE = "results.csv"
 TRAIN_KEYS = ("train/box_loss", "train/cls_loss", "train/dfl_loss")
 VAL_KEYS = (
@@ -57,7 +59,7 @@ class ResultsCSV(Callback):
         for optimizer in trainer.optimizers:
             for index, group in enumerate(optimizer.param_groups):
                 row[f"lr/pg{index}"] = float(group["lr"])
-        path = Path(trainer.log_dir or trainer.default_root_dir) / RESULTS_FILE
+        path = run_directory(trainer) / RESULTS_FILE
         rows = [r for r in read_results(path) if int(float(r["epoch"])) < trainer.current_epoch]
         rows.append({key: (f"{value:.9g}" if isinstance(value, float) else str(value)) for key, value in row.items()})
         columns = list(row) + [key for r in rows for key in r if key not in row]

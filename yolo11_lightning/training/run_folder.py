@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
@@ -129,3 +130,17 @@ def point_logger_at_run(logger_config: Any, run: Path) -> bool:
         init_args.save_dir, init_args.name = str(run.parent), ""
     init_args.version = run.name
     return True
+
+
+def run_directory(trainer: Trainer) -> Path:
+    """The run folder (``trainer.log_dir``), without the collective broadcast of ``Trainer.log_dir``.
+
+    Safe on one process only (figures, ``results.csv`` and ``predictions.json`` are written by rank 0):
+    ``Trainer.log_dir`` broadcasts from rank 0, so calling it on rank 0 alone under DDP deadlocks.
+    """
+    if trainer.loggers:
+        logger = trainer.loggers[0]
+        folder = getattr(logger, "log_dir", None) or logger.save_dir
+        if folder:
+            return Path(folder)
+    return Path(trainer.default_root_dir)
