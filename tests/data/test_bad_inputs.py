@@ -446,7 +446,7 @@ def test_train_only_data_yaml_trains_without_validation(tmp_path: Path, caplog: 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
     from robustness_helpers import DATA, tiny_cli_args
 
-    from yolo11_lightning.training.cli import main
+    from yolo11_lightning.training.cli import run_cli
 
     data_yaml = tmp_path / "data.yaml"
     data_yaml.write_text(
@@ -455,7 +455,7 @@ def test_train_only_data_yaml_trains_without_validation(tmp_path: Path, caplog: 
     args = [a if a != str(DATA) else str(data_yaml) for a in tiny_cli_args(tmp_path, tmp_path / "checkpoints", 2, 2)]
     torch.set_num_threads(1)
     with caplog.at_level(logging.INFO):
-        cli = main(["fit", *args])
+        cli = run_cli(["fit", *args])
     assert cli.trainer.current_epoch == 2 and cli.model.last_results is None
     assert "has no 'val' split: training without validation" in caplog.text
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
@@ -470,7 +470,7 @@ def test_predict_writes_every_good_image(tmp_path: Path) -> None:
 
     import torch
 
-    from yolo11_lightning.training.cli import main
+    from yolo11_lightning.training.cli import run_cli
 
     data_dir = Path(__file__).resolve().parents[1] / "training" / "data"
     spec = importlib.util.spec_from_file_location("make_format_v1", data_dir / "make_format_v1.py")
@@ -488,6 +488,6 @@ def test_predict_writes_every_good_image(tmp_path: Path) -> None:
     args = make_format_v1.format_args(tmp_path / "run")
     args[args.index("--data.data") + 1] = str(data_yaml)
     torch.set_num_threads(1)
-    cli = main(["predict", *args, "--ckpt_path", str(checkpoint)])
+    cli = run_cli(["predict", *args, "--ckpt_path", str(checkpoint)])
     lines = (Path(cli.trainer.log_dir) / "predictions.jsonl").read_text().splitlines()
     assert sorted(Path(json.loads(line)["path"]).name for line in lines) == [f"img{i}.png" for i in range(8)]

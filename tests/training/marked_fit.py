@@ -35,4 +35,4 @@ def _install(marker_dir: Path, step_seconds: float) -> None:
 
 if __name__ == "__main__":
     _install(Path(sys.argv[1]), float(sys.argv[2]))
-    main(sys.argv[3:])
+    raise SystemExit(main(sys.argv[3:]))

@@ -179,7 +179,9 @@ def _predict(fitted: dict, monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict],
     monkeypatch.setattr(YOLOModule, "eval_model", property(lambda self: network))
     monkeypatch.setattr(YOLOModule, "predict_step", recording_step)
     last_path = fitted["log_dir"] / "checkpoints" / "last.ckpt"
-    cli = _run(["predict", *_common(fitted["root"]), "--ckpt_path", str(last_path), "--model.predict_conf", "0.0001"])
+    # Batches of 4 are letterboxed to imgsz square (batch size 1 pads minimally): large pads to get right.
+    cli = _run(["predict", *_common(fitted["root"]), "--ckpt_path", str(last_path), "--model.predict_conf", "0.0001",
+                "--data.predict_batch_size", "4"])  # fmt: skip
     path = Path(cli.trainer.log_dir) / "predictions.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()], input_shapes
 

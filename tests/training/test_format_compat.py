@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from yolo11_lightning.training.checkpoint import FORMAT_KEY
-from yolo11_lightning.training.cli import main
+from yolo11_lightning.training.cli import run_cli
 
 DATA = Path(__file__).with_name("data")
 _spec = importlib.util.spec_from_file_location("make_format_v1", DATA / "make_format_v1.py")
@@ -38,10 +38,10 @@ def test_format_v1_checkpoint_validates_and_resumes(tmp_path: Path, format_v1: P
     torch.set_num_threads(1)
     saved = torch.load(format_v1, map_location="cpu", weights_only=False)
     assert saved[FORMAT_KEY] == 1 and saved["epoch"] == 0
-    cli = main(["validate", *make_format_v1.format_args(tmp_path / "validate"), "--ckpt_path", str(format_v1)])
+    cli = run_cli(["validate", *make_format_v1.format_args(tmp_path / "validate"), "--ckpt_path", str(format_v1)])
     metrics = cli.trainer.callback_metrics
     assert math.isfinite(float(metrics["val/box_loss"])) and float(metrics["val/cls_loss"]) > 0
-    cli = main(
+    cli = run_cli(
         [
             "fit",
             *make_format_v1.format_args(tmp_path / "resume"),

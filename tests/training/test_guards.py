@@ -16,7 +16,7 @@ import pytest
 import torch
 from robustness_helpers import tiny_cli_args
 
-from yolo11_lightning.training.cli import main
+from yolo11_lightning.training.cli import run_cli
 from yolo11_lightning.training.guards import DivergenceGuard, TrainingDivergedError
 from yolo11_lightning.training.module import NonFiniteTrainingError
 
@@ -64,7 +64,7 @@ def test_weights_beyond_the_bound_or_not_finite() -> None:
 
 
 def _fit(root: Path, epochs: int, *extra: str) -> object:
-    return main(["fit", *tiny_cli_args(root, root / "checkpoints", epochs, batches=4), *extra])
+    return run_cli(["fit", *tiny_cli_args(root, root / "checkpoints", epochs, batches=4), *extra])
 
 
 def _finite(state: dict[str, torch.Tensor]) -> bool:

@@ -56,7 +56,7 @@ def test_predict_a_folder_from_the_checkpoint_alone(
     run = Path(cli.trainer.log_dir)
     out = capsys.readouterr()
     assert f"results in {run}" in out.out.strip().splitlines()[-1]
-    assert "imgsz 96 (from inference)" in out.err
+    assert "imgsz 96 (from inference)" in out.out  # stdout: stderr is kept for errors
     assert cli.datamodule.imgsz == 96 and cli.model.model.nc == 4 and cli.model.model.names == NAMES
     assert _listing(tmp_path) - before == {
         p for p in _listing(tmp_path) if p.startswith("runs")

@@ -28,45 +28,48 @@ def compiler_available(device_type: str, backend: str) -> str | None:
 
 
 class CompiledNetwork:
-    """Calls ``module`` through ``torch.compile`` when enabled, eagerly otherwise or after a failure.
+    """Calls a network through ``torch.compile`` when enabled, eagerly otherwise or after a failure.
+
+    The network is passed at each call (the module's current training or EMA network), and compiled
+    once per network object.
 
     Args:
-        module: the network (stays the registered submodule; only called through the wrapper).
         enabled: compile at all.
         backend: ``torch.compile`` backend (``"inductor"``; ``"aot_eager"`` checks graph capture
             without code generation).
         label: name used in the warning (``"training"`` or ``"evaluation"``).
     """
 
-    def __init__(self, module: nn.Module, enabled: bool, backend: str = "inductor", label: str = "network") -> None:
-        self.module = module
+    def __init__(self, enabled: bool, backend: str = "inductor", label: str = "network") -> None:
         self.enabled = enabled
         self.backend = backend
         self.label = label
         self._compiled: Callable[..., Any] | None = None
+        self._compiled_for: nn.Module | None = None
 
-    def __call__(self, images: torch.Tensor) -> Any:
-        """Run the network on ``images`` (compiled when possible)."""
+    def __call__(self, module: nn.Module, images: torch.Tensor) -> Any:
+        """Run ``module`` on ``images`` (compiled when possible)."""
         if not self.enabled:
-            return self.module(images)
-        if self._compiled is None:
+            return module(images)
+        if self._compiled is None or self._compiled_for is not module:
             reason = compiler_available(images.device.type, self.backend)
             if reason is not None:
                 self._fall_back(reason)
-                return self.module(images)
-            self._compiled = torch.compile(self.module, backend=self.backend, dynamic=False)
+                return module(images)
+            self._compiled = torch.compile(module, backend=self.backend, dynamic=False)
+            self._compiled_for = module
         try:
             return self._compiled(images)
         except Exception as error:  # noqa: BLE001 - any compiler failure falls back to eager
             if not _is_compiler_error(error):
                 raise
             self._fall_back(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
-            return self.module(images)
+            return module(images)
 
     def _fall_back(self, reason: str) -> None:
         warnings.warn(f"torch.compile of the {self.label} network unavailable, running eagerly: {reason}", stacklevel=3)
         self.enabled = False
-        self._compiled = None
+        self._compiled = self._compiled_for = None
 
 
 def _is_compiler_error(error: Exception) -> bool:

@@ -201,10 +201,10 @@ class YOLOModule(LightningModule):
             network = network.to(memory_format=torch.channels_last)
         self.model = network
         # Compiled callers are plain attributes, not submodules: state_dict keys stay unprefixed.
-        self._train_network = CompiledNetwork(network, compile, compile_backend, "training")
+        self._train_network = CompiledNetwork(compile, compile_backend, "training")
         self.loss_fn = DetectionLoss(network, box=box_gain, cls=cls_gain, dfl=dfl_gain)
         self.ema = ModelEMA(network, decay=ema_decay, tau=ema_tau)
-        self._eval_network = CompiledNetwork(self.ema.module, compile, compile_backend, "evaluation")
+        self._eval_network = CompiledNetwork(compile, compile_backend, "evaluation")
         self.metrics = DetectionMetrics(network.names, max_det=max_det, backend=metric_backend)
         self.last_results: DetectionResults | None = None
         # Optimisation state saved in checkpoints (see on_save_checkpoint).
@@ -317,7 +317,7 @@ class YOLOModule(LightningModule):
         apply_settings(optimizer.optimizer, settings)
 
         images = self._train_input(batch, batch_idx)
-        loss, components = self.loss_fn(self._train_network(images), batch.targets)
+        loss, components = self.loss_fn(self._train_network(self.model, images), batch.targets)
         # DDP averages gradients over processes; the recipe sums them (as the reference does).
         loss = loss * self.trainer.world_size
         if not bool(torch.isfinite(loss.detach())):
@@ -486,7 +486,7 @@ class YOLOModule(LightningModule):
         if batch is None:  # every image of the batch failed to decode at run time (logged by the dataset)
             return []
         images = self._images(batch)
-        decoded, raw_maps = self._eval_network(images)
+        decoded, raw_maps = self._eval_network(self.eval_model, images)
         if batch.has_labels:
             _, components = self.loss_fn(raw_maps, batch.targets)
             # image-weighted sums (box, cls, dfl, images), reduced over processes once at the end
@@ -555,7 +555,7 @@ class YOLOModule(LightningModule):
         """Detections per image in original pixels (the EMA weights, :attr:`predict_nms`)."""
         if batch is None or len(batch) == 0:  # every image of the batch was unreadable (logged, Batch.skipped)
             return []
-        decoded, _ = self._eval_network(self._images(batch))
+        decoded, _ = self._eval_network(self.eval_model, self._images(batch))
         predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.predict_nms)
         names = dict(self.model.names)
         return [

@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 sys.path.insert(0, str(ROOT))
 
-from yolo11_lightning.training.cli import main  # noqa: E402
+from yolo11_lightning.training.cli import run_cli  # noqa: E402
 
 
 def _shrink(value: object) -> object:
@@ -51,7 +51,7 @@ def format_args(root: Path) -> list[str]:
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        main(["fit", *format_args(root), "--trainer.max_epochs", "1"])
+        run_cli(["fit", *format_args(root), "--trainer.max_epochs", "1"])
         checkpoint = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     for key in ("state_dict", "ema_state_dict", "optimizer_states"):
         checkpoint[key] = _shrink(checkpoint[key])
