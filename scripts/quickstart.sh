@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: install, then train YOLO11n from scratch on the shipped data set (CPU, a few minutes);
-# the last line printed is the final validation mAP.
+# it ends by printing the final validation mAP and the run folder (logs, checkpoints, figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh test

@@ -80,7 +80,13 @@ from yolo11_lightning.training.module import NonFiniteTrainingError, YOLOModule
 from yolo11_lightning.training.quiet import silence_evaluation_noise, silence_known_noise, silence_resume_noise
 from yolo11_lightning.training.results_csv import ResultsCSV
 from yolo11_lightning.training.resume import ExactResume
-from yolo11_lightning.training.run_folder import option_value, point_logger_at_run, resume_arguments, run_folder_of
+from yolo11_lightning.training.run_folder import (
+    option_value,
+    point_logger_at_run,
+    resume_arguments,
+    run_directory,
+    run_folder_of,
+)
 from yolo11_lightning.training.signals import SaveOnSignal
 from yolo11_lightning.training.time_budget import TimeBudget
 
@@ -369,6 +375,7 @@ class YOLOCLI(LightningCLI):
             f"P {results.precision:.4f}  R {results.recall:.4f}",
             flush=True,
         )
+        print(f"run folder (logs, checkpoints, figures): {run_directory(self.trainer)}", flush=True)
 
 
 def _run_config_data(ckpt_path: Path) -> str | None:

@@ -140,7 +140,7 @@ def run_directory(trainer: Trainer) -> Path:
     """
     if trainer.loggers:
         logger = trainer.loggers[0]
-        folder = getattr(logger, "log_dir", None) or logger.save_dir
+        folder = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
         if folder:
             return Path(folder)
     return Path(trainer.default_root_dir)
