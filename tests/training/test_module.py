@@ -5,32 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from lightning.pytorch import Trainer
-from torch.utils.data import DataLoader, Dataset
+from robustness_helpers import SyntheticIndices, synthetic_collate
+from torch.utils.data import DataLoader
 
-from yolo11_lightning.data.batch import Batch
 from yolo11_lightning.training.module import NonFiniteTrainingError, YOLOModule
-
-
-class _Synthetic(Dataset):
-    def __len__(self) -> int:
-        return 16
-
-    def __getitem__(self, index: int) -> int:
-        return index
-
-
-def _collate(indices: list[int]) -> Batch:
-    generator = torch.Generator().manual_seed(indices[0])
-    batch = len(indices)
-    targets = torch.tensor([[i, i % 2, 0.5, 0.5, 0.4, 0.3] for i in range(batch)], dtype=torch.float32)
-    return Batch(
-        images=torch.randint(0, 255, (batch, 3, 64, 64), generator=generator, dtype=torch.uint8),
-        targets=targets,
-        image_ids=torch.tensor(indices),
-        orig_shapes=torch.tensor([[64, 64]] * batch),
-        ratio_pad=torch.tensor([[1.0, 1.0, 0.0, 0.0]] * batch),
-        paths=[str(i) for i in indices],
-    )
 
 
 class _PoisonedLoss:
@@ -51,7 +29,7 @@ def _fit(module: YOLOModule, batches: int) -> None:
         accelerator="cpu", max_epochs=1, limit_train_batches=batches, limit_val_batches=0, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
-    trainer.fit(module, DataLoader(_Synthetic(), batch_size=2, collate_fn=_collate))
+    trainer.fit(module, DataLoader(SyntheticIndices(), batch_size=2, collate_fn=synthetic_collate))
 
 
 def _module(**kwargs) -> YOLOModule:
