@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from yolo11_lightning.training.errors import UserError
+from yolo11_lightning.errors import UserError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"})

@@ -24,7 +24,7 @@ from yolo11_lightning.data.dataset import YOLODataset, collate
 from yolo11_lightning.data.samplers import RectTrainingSampler, TrainingSampler, ValidationSampler
 from yolo11_lightning.data.scan import ScanSummary, scan_split
 from yolo11_lightning.data.sources import PredictDataset, SourceItem, collate_predict, list_source
-from yolo11_lightning.training.errors import UserError
+from yolo11_lightning.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo11_lightning.training.errors import UserError
+from yolo11_lightning.errors import UserError
 
 COORD_TOLERANCE = 0.01  # corners within [-tol, 1 + tol] are clipped, beyond that the row is dropped
 

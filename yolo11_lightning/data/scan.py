@@ -49,7 +49,7 @@ import numpy as np
 from PIL import Image
 
 from yolo11_lightning.data.config import label_path_for
-from yolo11_lightning.training.errors import UserError
+from yolo11_lightning.errors import UserError
 from yolo11_lightning.data.labels import label_problem, parse_labels
 from yolo11_lightning.inference.decode import quiet_native_stderr, read_image
 

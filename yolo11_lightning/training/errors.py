@@ -9,8 +9,8 @@ Anything else is a bug: its traceback is printed and the exit code is
 :attr:`~yolo11_lightning.exit_codes.ExitCode.INTERNAL_ERROR`.
 
 Other code extends the table with :func:`register_exit_code` (e.g. the divergence error, exit 3).
-This module imports neither Lightning nor the network, so the data and model code can raise
-:class:`UserError` subclasses.
+This module imports neither Lightning nor the network; :class:`UserError` itself lives in the
+package-level ``yolo11_lightning.errors`` (re-exported here), which the data and model code raise.
 """
 
 from __future__ import annotations
@@ -22,25 +22,11 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable
 
+from yolo11_lightning.errors import UserError
 from yolo11_lightning.exit_codes import DEBUG_ENV, ExitCode
 
 MAX_LINES = 3
 """The most lines a user error prints on stderr (message, hint, where the traceback is)."""
-
-
-class UserError(ValueError):
-    """A mistake in the user's input or options: reported in at most 3 lines, exit code 2.
-
-    A ``ValueError`` so that callers (and tests) that catch ``ValueError`` keep working.
-
-    Args:
-        message: what is wrong, naming the file, option or value (one line).
-        hint: optional second line: what to do instead.
-    """
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.hint = hint
 
 
 class CLIArgumentError(UserError):
