@@ -4,7 +4,9 @@ Measures, on CUDA:
 
 1. AMP training step throughput (images/s) of YOLO11n at 640, batch 64, with ``16-mixed``
    (float16 autocast + GradScaler) and ``bf16-mixed``: network forward, loss, backward, SGD step on
-   synthetic images with 8 boxes each (the same batches on both sides); peak memory of each.
+   synthetic images with 8 boxes each (the same batches on both sides); peak memory of each. Ours
+   is measured twice, contiguous and channels-last (``ours-cl``): the figure that decides
+   ``YOLOModule(channels_last=None)``'s choice on CUDA (off until measured).
 2. Eval latency of the fused YOLO11n, batch 1, 640, float16 (median of ``--latency-runs``).
 3. A finiteness check for every bundled config (n scale): ``--amp-steps`` AMP training steps
    (float16 and bfloat16) at 320, batch 16; every loss and every weight must stay finite.
@@ -96,6 +98,11 @@ def ours_training(nc: int, device: torch.device, config: str = "yolo11n.yaml"):
     return network, lambda preds, targets: loss(preds, targets)[0]
 
 
+def ours_channels_last_training(nc: int, device: torch.device):
+    network, loss_fn = ours_training(nc, device)
+    return network.to(memory_format=torch.channels_last), loss_fn
+
+
 def reference_training(nc: int, device: torch.device):
     from ultralytics.nn.tasks import DetectionModel
     from ultralytics.utils import IterableSimpleNamespace
@@ -155,7 +162,8 @@ def main() -> None:
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}")
 
     rows = []
-    sides = {"ours": lambda: ours_training(nc, device)}
+    sides = {"ours": lambda: ours_training(nc, device), "ours-cl": lambda: ours_channels_last_training(nc, device)}
+    channels_last_images = images.contiguous(memory_format=torch.channels_last)
     if not args.skip_reference:
         sides["reference"] = lambda: reference_training(nc, device)
     for name, dtype in precisions.items():
@@ -163,14 +171,19 @@ def main() -> None:
         for side, make in sides.items():
             torch.manual_seed(0)
             network, loss_fn = make()
-            speed, peak, losses = train_steps(network, loss_fn, images, targets, dtype, args.steps, args.warmup)
+            inputs = channels_last_images if side == "ours-cl" else images
+            speed, peak, losses = train_steps(network, loss_fn, inputs, targets, dtype, args.steps, args.warmup)
             figures[side] = speed
             finite = all(math.isfinite(v) for v in losses)
             rows.append(f"train {name:10s} {side:9s} {speed:8.1f} img/s  peak {peak:6.2f} GiB  finite {finite}")
             del network
+        rows.append(f"train {name:10s} ours channels-last/contiguous {figures['ours-cl'] / figures['ours']:.3f}")
         if "reference" in figures:
-            rows.append(f"train {name:10s} ours/reference throughput {figures['ours'] / figures['reference']:.3f}")
+            best = max(figures["ours"], figures["ours-cl"])
+            rows.append(f"train {name:10s} ours (best format)/reference throughput {best / figures['reference']:.3f}")
     for side, make in sides.items():
+        if side == "ours-cl":
+            continue
         network, _ = make()
         latency = eval_latency(network, args.imgsz, device, torch.float16, args.latency_runs)
         rows.append(f"eval latency fused fp16 b1 {side:9s} {latency:7.2f} ms")

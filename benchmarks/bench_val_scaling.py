@@ -7,9 +7,16 @@ path: ``inference.postprocess.detect`` with the validation settings, ``Detection
 per batch of 16, then ``compute`` (COCO mAP, P/R). It prints the wall time and the peak resident
 memory growth of the process, and the ratios between the sizes (linear growth gives 10x).
 
+With ``--full-model`` it instead validates generated image sets of each size
+(``data/make_dataset.py``, cached under ``runs/bench-data/``) with the whole model: our
+``YOLOModule`` with the committed trained checkpoint, the default loader, ``imgsz`` 320, batch 32,
+through ``Trainer.validate``; it prints the wall time and the peak resident memory (trainer
+process growth, and the largest loader worker).
+
 Usage::
 
     .venv/bin/python benchmarks/bench_val_scaling.py --images 500 5000
+    .venv/bin/python benchmarks/bench_val_scaling.py --images 500 5000 --full-model
 """
 
 from __future__ import annotations
@@ -73,23 +80,57 @@ def run(images: int) -> dict[str, float]:
             "detections": detections, "map50_95": results.map50_95}  # fmt: skip
 
 
+def run_full_model(images: int) -> dict[str, float]:
+    """One full-model validation of a generated ``images``-image val split in this process."""
+    import tempfile
+    from pathlib import Path
+
+    from bench_common import ROOT, generated_dataset
+    from lightning.pytorch import Trainer
+
+    from yolo11_lightning.data.datamodule import YOLODataModule
+    from yolo11_lightning.training.module import YOLOModule
+
+    data_yaml = generated_dataset(train=16, val=images, seed=2)
+    weights = Path(ROOT) / "tests" / "data" / "trained" / "shapes4_yolo11n_160.ckpt"
+    data = YOLODataModule(str(data_yaml), imgsz=320, batch_size=16, val_batch_size=32)
+    module = YOLOModule("yolo11n.yaml", num_classes=data.num_classes, class_names=data.names, weights=str(weights),
+                        print_class_table=False)  # fmt: skip
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as root:
+        Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                default_root_dir=root).validate(module, data, verbose=False)  # fmt: skip
+    seconds = time.perf_counter() - start
+    peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024
+    worker_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"images": images, "seconds": seconds, "peak_mib": peak_mib, "worker_peak_mib": worker_mib,
+            "detections": -1, "map50_95": module.last_results.map50_95}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, nargs="+", default=[500, 5000])
+    parser.add_argument("--full-model", action="store_true", help="validate generated images with the model")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run(args.child)))
+        print(json.dumps(run_full_model(args.child) if args.full_model else run(args.child)))
         return
     figures = []
     for images in args.images:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", str(images)], capture_output=True, text=True, check=True
+            [sys.executable, __file__, "--child", str(images)] + (["--full-model"] if args.full_model else []),
+            capture_output=True,
+            text=True,
+            check=True,
         )
         figures.append(json.loads(out.stdout.strip().splitlines()[-1]))
         f = figures[-1]
+        extra = f"largest loader worker {f['worker_peak_mib']:.0f} MiB" if args.full_model else ""
+        extra = extra or f"{f['detections']} detections"
         print(f"{f['images']:6d} images: {f['seconds']:7.2f} s, peak RSS growth {f['peak_mib']:7.1f} MiB, "
-              f"{f['detections']} detections, mAP50-95 {f['map50_95']:.4f}", flush=True)  # fmt: skip
+              f"{extra}, mAP50-95 {f['map50_95']:.4f}", flush=True)  # fmt: skip
     first, last = figures[0], figures[-1]
     print(
         f"ratio {last['images']}/{first['images']} images ({last['images'] / first['images']:.0f}x): "

@@ -56,3 +56,39 @@ def test_consecutive_nonfinite_steps_stop_the_run() -> None:
     with pytest.raises(NonFiniteTrainingError, match="3 consecutive optimizer steps"):
         _fit(module, batches=6)
     assert module.nonfinite_skipped == 3
+
+
+@pytest.mark.parametrize(("channels_last", "expected"), [(None, True), (False, False), (True, True)])
+def test_channels_last_default_is_resolved_for_the_cpu(channels_last: bool | None, expected: bool) -> None:
+    """``channels_last=None`` (the default) runs channels-last on CPU: network, EMA copy and input."""
+    module = _module() if channels_last is None else _module(channels_last=channels_last)
+    seen: list[torch.Tensor] = []
+    module.model.model[0].register_forward_hook(lambda layer, inputs, output: seen.append(inputs[0]))
+    _fit(module, batches=1)
+    assert module.hparams.channels_last is channels_last  # the stored option stays "auto"
+    channels_last_format = torch.channels_last
+    assert module.model.model[0].conv.weight.is_contiguous(memory_format=channels_last_format) is expected
+    assert module.ema.module.model[0].conv.weight.is_contiguous(memory_format=channels_last_format) is expected
+    assert seen[0].is_contiguous(memory_format=channels_last_format) is expected
+    assert seen[0].is_contiguous() is not expected
+
+
+def test_evaluation_runs_a_batchnorm_folded_copy_of_the_ema() -> None:
+    """Validation runs a fused copy of the EMA (same outputs); the EMA keeps its BatchNorm; the copy is dropped."""
+    module = _module()
+    images = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        expected = module.ema.module(images)[0]
+    used: list[torch.nn.Module] = []
+    evaluate = module._eval_network
+    module._eval_network = lambda network, batch: (used.append(network), evaluate(network, batch))[1]
+    trainer = Trainer(accelerator="cpu", limit_val_batches=2, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False)  # fmt: skip
+    trainer.validate(module, DataLoader(SyntheticIndices(), batch_size=2, collate_fn=synthetic_collate), verbose=False)
+    assert len(used) == 2 and used[0] is used[1] and used[0] is not module.ema.module
+    assert not any(isinstance(layer, torch.nn.BatchNorm2d) for layer in used[0].modules())
+    assert sum(isinstance(layer, torch.nn.BatchNorm2d) for layer in module.ema.module.modules()) > 50
+    with torch.no_grad():
+        torch.testing.assert_close(used[0](images.contiguous(memory_format=torch.channels_last))[0], expected,
+                                   rtol=1e-4, atol=2e-3)  # fmt: skip
+    assert module.eval_model is module.ema.module  # dropped at the end of the evaluation

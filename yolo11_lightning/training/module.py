@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Literal
 
@@ -109,7 +110,9 @@ class YOLOModule(LightningModule):
             value per image of the optimizer step.
         divergence_max_weight: refuse to save a checkpoint (and stop) when a trainable weight's
             absolute value exceeds this (non-finite weights are always refused).
-        channels_last: run the network in channels-last memory format (faster convolutions on CPU).
+        channels_last: run the network in channels-last memory format; ``None`` (default): on for
+            CPU training, where it was measured faster (``benchmarks/bench_train.py``), off elsewhere
+            (not measured on CUDA yet). Resolved in ``setup`` from the trainer's device.
         compile: run the network through ``torch.compile`` for training and evaluation (checkpoint
             keys unchanged; falls back to eager with a warning where the compiler is missing).
         compile_backend: the ``torch.compile`` backend (``"inductor"``; ``"aot_eager"`` captures
@@ -159,7 +162,7 @@ class YOLOModule(LightningModule):
         divergence_spike_factor: float = 1e3,
         divergence_max_grad_norm: float = 1e4,
         divergence_max_weight: float = 1e4,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         compile: bool = False,
         compile_backend: str = "inductor",
         metric_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval",
@@ -199,6 +202,8 @@ class YOLOModule(LightningModule):
             parameter.requires_grad_(False)
         if channels_last:
             network = network.to(memory_format=torch.channels_last)
+        self._channels_last = bool(channels_last)  # "auto" (None) is resolved in setup()
+        self._fused_eval: nn.Module | None = None  # BatchNorm-folded EMA copy during an evaluation
         self.model = network
         # Compiled callers are plain attributes, not submodules: state_dict keys stay unprefixed.
         self._train_network = CompiledNetwork(compile, compile_backend, "training")
@@ -235,8 +240,16 @@ class YOLOModule(LightningModule):
         """Run the (raw, not EMA) network on float images in [0, 1]; see ``DetectionModel.forward``."""
         return self.model(images)
 
+    def setup(self, stage: str) -> None:
+        """Resolve ``channels_last=None`` for the trainer's device (the model is not moved yet)."""
+        if self.hparams.channels_last is None and not self._channels_last:
+            if self.trainer.strategy.root_device.type == "cpu":
+                self._channels_last = True
+                self.model.to(memory_format=torch.channels_last)
+                self.ema.module.to(memory_format=torch.channels_last)
+
     def _images(self, batch: Batch) -> torch.Tensor:
-        return to_float_input(batch.images, channels_last=self.hparams.channels_last)
+        return to_float_input(batch.images, channels_last=self._channels_last)
 
     @property
     def val_nms(self) -> NMSSettings:
@@ -255,8 +268,24 @@ class YOLOModule(LightningModule):
 
     @property
     def eval_model(self) -> nn.Module:
-        """The network used for validation, test and predict: the EMA copy."""
-        return self.ema.module
+        """The network used for validation, test and predict: the EMA copy (BatchNorm folded during an evaluation)."""
+        return self._fused_eval if self._fused_eval is not None else self.ema.module
+
+    def _start_evaluation(self) -> None:
+        """Fold BatchNorm into a copy of the EMA network for this evaluation (as inference does).
+
+        The copy is taken once per evaluation (milliseconds) and dropped at its end, so the EMA
+        itself is untouched; outputs equal the unfused network's up to float rounding. Not with
+        ``compile``: a new copy per evaluation would recompile each time.
+        """
+        self._fused_eval = None
+        if self.hparams.compile:
+            return
+        fused = copy.deepcopy(self.ema.module).eval().fuse()
+        self._fused_eval = fused.to(memory_format=torch.channels_last) if self._channels_last else fused
+
+    def _end_evaluation(self) -> None:
+        self._fused_eval = None
 
     def _batch_size(self) -> int:
         if self.hparams.batch_size is not None:
@@ -456,6 +485,7 @@ class YOLOModule(LightningModule):
         """Start a fresh evaluation."""
         self.metrics.reset()
         self._eval_loss_sums.zero_()
+        self._start_evaluation()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> list[torch.Tensor]:
         """EMA model, NMS, map to original pixels, metric update (and the validation loss).
@@ -473,6 +503,7 @@ class YOLOModule(LightningModule):
         """Start a fresh evaluation."""
         self.metrics.reset()
         self._eval_loss_sums.zero_()
+        self._start_evaluation()
 
     def test_step(self, batch: Batch, batch_idx: int) -> list[torch.Tensor]:
         """As :meth:`validation_step`, logged under ``test/``."""
@@ -511,6 +542,7 @@ class YOLOModule(LightningModule):
                 self.log(f"{stage}/{name}_loss", value, on_step=False, on_epoch=True, sync_dist=False)
 
     def _evaluation_end(self, stage: str) -> None:
+        self._end_evaluation()
         self._log_evaluation_losses(stage)
         results = self.metrics.compute()
         self.metrics.reset()
@@ -551,6 +583,14 @@ class YOLOModule(LightningModule):
         )
 
     # ------------------------------------------------------------------------------------ predict
+    def on_predict_epoch_start(self) -> None:
+        """Fold BatchNorm into the network used for this prediction run."""
+        self._start_evaluation()
+
+    def on_predict_epoch_end(self) -> None:
+        """Drop the folded copy."""
+        self._end_evaluation()
+
     def predict_step(self, batch: Batch | None, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
         """Detections per image in original pixels (the EMA weights, :attr:`predict_nms`)."""
         if batch is None or len(batch) == 0:  # every image of the batch was unreadable (logged, Batch.skipped)
