@@ -82,8 +82,8 @@ def _cocoeval(data) -> COCOeval:
     return evaluator
 
 
-def _metrics(data, batch: int = 4) -> DetectionMetrics:
-    metrics = DetectionMetrics({0: "a", 1: "b", 2: "c"}, max_det=MAX_DET)
+def _metrics(data, batch: int = 4, backend: str = "faster_coco_eval") -> DetectionMetrics:
+    metrics = DetectionMetrics({0: "a", 1: "b", 2: "c"}, max_det=MAX_DET, backend=backend)
     for start in range(0, len(data), batch):
         chunk = data[start : start + batch]
         metrics.update(
@@ -95,10 +95,10 @@ def _metrics(data, batch: int = 4) -> DetectionMetrics:
     return metrics
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_map_equals_pycocotools(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "backend"), [(0, "faster_coco_eval"), (1, "faster_coco_eval"), (0, "pycocotools")])
+def test_map_equals_pycocotools(seed: int, backend: str) -> None:
     data = _hand_built_set(seed)
-    results = _metrics(data).compute()
+    results = _metrics(data, backend=backend).compute()
     reference = _cocoeval(data)
     # COCOeval.summarize's first line is hard-wired to 100 detections; with maxDets [1, 10, 300] its
     # own figure is the mean over the valid entries of the precision table at the last limit.

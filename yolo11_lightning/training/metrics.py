@@ -215,7 +215,11 @@ class DetectionMetrics:
         )
         coco_map.update(preds, targets)
         summary = coco_map.compute()
-        results.map50_95 = max(float(summary["map"]), 0.0)
+        # mAP50-95 from the precision table at the last detection limit (max_det): pycocotools'
+        # summary line for it is hard-wired to 100 detections and reads -1 for [1, 10, 300].
+        last_limit = summary["precision"][:, :, :, 0, -1]  # (iou, recall, class)
+        valid = last_limit[last_limit > -1]
+        results.map50_95 = float(valid.mean()) if valid.numel() else 0.0
         results.map50 = max(float(summary["map_50"]), 0.0)
         results.map75 = max(float(summary["map_75"]), 0.0)
 
