@@ -215,10 +215,11 @@ class DetectionMetrics:
         )
         coco_map.update(preds, targets)
         summary = coco_map.compute()
-        # mAP50-95 from the precision table at the last detection limit (max_det): pycocotools'
-        # summary line for it is hard-wired to 100 detections and reads -1 for [1, 10, 300].
-        last_limit = summary["precision"][:, :, :, 0, -1]  # (iou, recall, class)
-        valid = last_limit[last_limit > -1]
+        # COCOeval's precision table (T iou, R recall, K class, A area, M max-det) at all areas and the
+        # last detection limit (max_det). mAP50-95 comes from it: pycocotools' summary line for it is
+        # hard-wired to 100 detections and reads -1 for [1, 10, 300].
+        precision_table = summary["precision"][:, :, :, 0, -1]  # (iou, recall, class)
+        valid = precision_table[precision_table > -1]
         results.map50_95 = float(valid.mean()) if valid.numel() else 0.0
         results.map50 = max(float(summary["map_50"]), 0.0)
         results.map75 = max(float(summary["map_75"]), 0.0)
@@ -238,8 +239,7 @@ class DetectionMetrics:
         results.precision = float(curves.precision[:, best].mean())
         results.recall = float(curves.recall[:, best].mean())
 
-        # Per-class AP from the precision table (T iou, R recall, K class, A area, M max-det).
-        precision_table = summary["precision"][:, :, :, 0, -1]
+        # Per-class AP from the same precision table.
         classes = summary["classes"].reshape(-1).tolist()  # a single class comes back as a 0-d tensor
         size = max(max(self.names, default=-1), max(classes, default=-1), int(gt_labels.max())) + 1
         images_per_class = torch.zeros(size, dtype=torch.long)
