@@ -271,7 +271,7 @@ class YOLOModule(LightningModule):
         """The network used for validation, test and predict: the EMA copy (BatchNorm folded during an evaluation)."""
         return self._fused_eval if self._fused_eval is not None else self.ema.module
 
-    def _start_evaluation(self) -> None:
+    def _fold_eval_network(self) -> None:
         """Fold BatchNorm into a copy of the EMA network for this evaluation (as inference does).
 
         The copy is taken once per evaluation (milliseconds) and dropped at its end, so the EMA
@@ -284,7 +284,7 @@ class YOLOModule(LightningModule):
         fused = copy.deepcopy(self.ema.module).eval().fuse()
         self._fused_eval = fused.to(memory_format=torch.channels_last) if self._channels_last else fused
 
-    def _end_evaluation(self) -> None:
+    def _drop_eval_network(self) -> None:
         self._fused_eval = None
 
     def _batch_size(self) -> int:
@@ -483,9 +483,7 @@ class YOLOModule(LightningModule):
     # --------------------------------------------------------------------------- validation, test
     def on_validation_epoch_start(self) -> None:
         """Start a fresh evaluation."""
-        self.metrics.reset()
-        self._eval_loss_sums.zero_()
-        self._start_evaluation()
+        self._start_scored_evaluation()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> list[torch.Tensor]:
         """EMA model, NMS, map to original pixels, metric update (and the validation loss).
@@ -501,9 +499,7 @@ class YOLOModule(LightningModule):
 
     def on_test_epoch_start(self) -> None:
         """Start a fresh evaluation."""
-        self.metrics.reset()
-        self._eval_loss_sums.zero_()
-        self._start_evaluation()
+        self._start_scored_evaluation()
 
     def test_step(self, batch: Batch, batch_idx: int) -> list[torch.Tensor]:
         """As :meth:`validation_step`, logged under ``test/``."""
@@ -512,6 +508,12 @@ class YOLOModule(LightningModule):
     def on_test_epoch_end(self) -> None:
         """Compute, log and print the test results."""
         self._evaluation_end("test")
+
+    def _start_scored_evaluation(self) -> None:
+        """Validation and test: empty metric state and loss sums, the folded network."""
+        self.metrics.reset()
+        self._eval_loss_sums.zero_()
+        self._fold_eval_network()
 
     def _evaluation_step(self, batch: Batch | None, stage: str) -> list[torch.Tensor]:
         if batch is None:  # every image of the batch failed to decode at run time (logged by the dataset)
@@ -542,7 +544,7 @@ class YOLOModule(LightningModule):
                 self.log(f"{stage}/{name}_loss", value, on_step=False, on_epoch=True, sync_dist=False)
 
     def _evaluation_end(self, stage: str) -> None:
-        self._end_evaluation()
+        self._drop_eval_network()
         self._log_evaluation_losses(stage)
         results = self.metrics.compute()
         self.metrics.reset()
@@ -585,11 +587,11 @@ class YOLOModule(LightningModule):
     # ------------------------------------------------------------------------------------ predict
     def on_predict_epoch_start(self) -> None:
         """Fold BatchNorm into the network used for this prediction run."""
-        self._start_evaluation()
+        self._fold_eval_network()
 
     def on_predict_epoch_end(self) -> None:
         """Drop the folded copy."""
-        self._end_evaluation()
+        self._drop_eval_network()
 
     def predict_step(self, batch: Batch | None, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
         """Detections per image in original pixels (the EMA weights, :attr:`predict_nms`)."""
