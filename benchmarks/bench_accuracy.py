@@ -6,7 +6,7 @@ made explicit on both sides (SGD lr0 0.01, momentum 0.937, warmup 3 epochs with 
 batch 64, mosaic off for the last ``--close-mosaic`` epochs, EMA, the default augmentations), batch
 16, fp32, CPU:
 
-* ours through ``train.py fit`` (the CLI a user runs), per-epoch mAP from its ``results.csv``;
+* ours through our ``fit`` CLI (the study tool's run command), per-epoch mAP from its ``results.csv``;
 * the reference through ``YOLO("yolo11n.yaml").train(...)``, per-epoch mAP from its ``results.csv``
   (its own evaluator).
 
@@ -35,33 +35,27 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from bench_common import ROOT, generated_dataset, pin_reference_threads, run_child
+from bench_common import ROOT, generated_dataset, our_modules, pin_reference_threads, run_child, validate_ours
 
 RECIPE = {"lr0": 0.01, "momentum": 0.937, "warmup_epochs": 3.0, "warmup_bias_lr": 0.1, "nbs": 64}
 
 
 # ----------------------------------------------------------------------------------- commands
 def ours_command(args: argparse.Namespace, folder: Path, seed: int) -> list[str]:
-    """``train.py fit`` of one seed (resuming from ``last.ckpt`` when it exists)."""
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
-              "init_args": {"save_dir": str(folder), "name": "logs", "version": 0}}  # fmt: skip
-    command = [
-        sys.executable, str(ROOT / "train.py"), "fit", "--model.model", "yolo11n.yaml", "--model.optimizer", "SGD",
-        "--model.lr0", str(RECIPE["lr0"]), "--model.momentum", str(RECIPE["momentum"]),
+    """Our ``fit`` of one seed: the study tool's run command (run folder, CSV log, checkpoints, resume)."""
+    from yolo11_lightning.study.runner import Run, run_command
+
+    recipe = [
+        "--model.optimizer", "SGD", "--model.lr0", str(RECIPE["lr0"]), "--model.momentum", str(RECIPE["momentum"]),
         "--model.warmup_epochs", str(RECIPE["warmup_epochs"]), "--model.warmup_bias_lr", str(RECIPE["warmup_bias_lr"]),
         "--model.nominal_batch_size", str(RECIPE["nbs"]), "--data.data", str(args.data), "--data.imgsz",
         str(args.imgsz), "--data.batch_size", str(args.batch), "--data.close_mosaic", str(args.close_mosaic),
         "--data.workers", "1" if args.jobs > 1 else "2", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-        "--trainer.precision", "32-true", "--trainer.max_epochs", str(args.epochs), "--seed_everything", str(seed),
-        "--trainer.default_root_dir", str(folder), "--trainer.logger", json.dumps(logger),
-        "--last_checkpoint.dirpath", str(folder / "checkpoints"), "--best_checkpoint.dirpath",
-        str(folder / "checkpoints"),
+        "--trainer.precision", "32-true", "--trainer.max_epochs", str(args.epochs),
     ]  # fmt: skip
-    last = folder / "checkpoints" / "last.ckpt"
-    return command + (["--ckpt_path", str(last)] if last.is_file() else [])
+    return run_command(Run("yolo11n.yaml", seed, folder), None, recipe, latency_runs=0)
 
 
 def reference_train(args: argparse.Namespace) -> dict:
@@ -83,19 +77,11 @@ def reference_train(args: argparse.Namespace) -> dict:
 def score(args: argparse.Namespace) -> dict:
     """Child: mAP of a weights file's EMA weights by our validation path, pycocotools backend."""
     import torch
-    from lightning.pytorch import Trainer
-
-    from yolo11_lightning.data.datamodule import YOLODataModule
-    from yolo11_lightning.training.module import YOLOModule
 
     torch.set_num_threads(args.threads)
-    data = YOLODataModule(str(args.data), imgsz=args.imgsz, batch_size=args.batch, workers=1)
-    module = YOLOModule("yolo11n.yaml", num_classes=data.num_classes, class_names=data.names, weights=args.weights,
-                        metric_backend="pycocotools", print_class_table=False)  # fmt: skip
-    with tempfile.TemporaryDirectory() as root:
-        Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                default_root_dir=root).validate(module, data, verbose=False)  # fmt: skip
-    results = module.last_results
+    module, data = our_modules(args.data, args.imgsz, args.batch, weights=args.weights, workers=1,
+                               metric_backend="pycocotools")  # fmt: skip
+    results = validate_ours(module, data)
     return {"map50_95": results.map50_95, "map50": results.map50}
 
 

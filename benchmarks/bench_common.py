@@ -95,3 +95,35 @@ def pin_reference_threads(threads: int) -> None:
 
     reference_torch_utils.NUM_THREADS = threads
     torch.set_num_threads(threads)
+
+
+def cpu_trainer(root: str, **kwargs):
+    """A quiet CPU ``Trainer`` (no logger, checkpoints, progress bar, summary or sanity steps)."""
+    from lightning.pytorch import Trainer
+
+    return Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=root, **kwargs,
+    )  # fmt: skip
+
+
+def our_modules(data_yaml: Path | str, imgsz: int, batch: int, model: str = "yolo11n.yaml", weights=None, **options):
+    """Our ``YOLOModule`` and ``YOLODataModule`` with their defaults; ``options`` go to whichever takes them."""
+    import inspect
+
+    from yolo11_lightning.data.datamodule import YOLODataModule
+    from yolo11_lightning.training.module import YOLOModule
+
+    data_keys = set(inspect.signature(YOLODataModule.__init__).parameters)
+    data = YOLODataModule(str(data_yaml), imgsz=imgsz, batch_size=batch,
+                          **{key: value for key, value in options.items() if key in data_keys})  # fmt: skip
+    model_options = {"print_class_table": False, **{k: v for k, v in options.items() if k not in data_keys}}
+    module = YOLOModule(model, num_classes=data.num_classes, class_names=data.names, weights=weights, **model_options)
+    return module, data
+
+
+def validate_ours(module, data):
+    """Run one validation of ``module`` on ``data`` and return its ``DetectionResults``."""
+    with tempfile.TemporaryDirectory() as root:
+        cpu_trainer(root).validate(module, data, verbose=False)
+    return module.last_results

@@ -30,14 +30,23 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from bench_common import ROOT, generated_dataset, pin_reference_threads, reference_yolo, run_child, tree_cpu_seconds
+from bench_common import (
+    ROOT,
+    cpu_trainer,
+    generated_dataset,
+    our_modules,
+    pin_reference_threads,
+    reference_yolo,
+    run_child,
+    tree_cpu_seconds,
+    validate_ours,
+)
 
 DEFAULT_WEIGHTS = ROOT / "tests" / "data" / "trained" / "shapes4_yolo11n_160.ckpt"
 
@@ -66,30 +75,6 @@ class _BatchClock:
 
 
 # ----------------------------------------------------------------------------------------- ours
-def _our_modules(args: argparse.Namespace, weights: str | None = None):
-    """``YOLOModule`` and ``YOLODataModule`` with their defaults plus ``--ours`` overrides."""
-    from yolo11_lightning.data.datamodule import YOLODataModule
-    from yolo11_lightning.training.module import YOLOModule
-
-    overrides = json.loads(args.ours_json)
-    data_keys = set(inspect.signature(YOLODataModule.__init__).parameters)
-    data_kwargs = {key: value for key, value in overrides.items() if key in data_keys}
-    model_kwargs = {key: value for key, value in overrides.items() if key not in data_keys}
-    data = YOLODataModule(str(args.data), imgsz=args.imgsz, batch_size=args.batch, **data_kwargs)
-    module = YOLOModule(args.model, num_classes=data.num_classes, class_names=data.names, weights=weights,
-                        print_class_table=False, **model_kwargs)  # fmt: skip
-    return module, data
-
-
-def _trainer(root: str, **kwargs):
-    from lightning.pytorch import Trainer
-
-    return Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=root, **kwargs,
-    )  # fmt: skip
-
-
 def ours_throughput(args: argparse.Namespace) -> dict:
     import torch
     from lightning.pytorch import Callback, seed_everything
@@ -102,10 +87,10 @@ def ours_throughput(args: argparse.Namespace) -> dict:
         def on_train_batch_end(self, *unused) -> None:
             clock.tick()
 
-    module, data = _our_modules(args)
+    module, data = our_modules(args.data, args.imgsz, args.batch, args.model, **json.loads(args.ours_json))
     with tempfile.TemporaryDirectory() as root:
         try:  # many epochs, so that the recipe keeps mosaic on; stopped after the timed batches
-            _trainer(root, max_epochs=100, limit_val_batches=0, callbacks=[Clock()]).fit(module, data)
+            cpu_trainer(root, max_epochs=100, limit_val_batches=0, callbacks=[Clock()]).fit(module, data)
         except _StopBenchmark:
             pass
     return clock.rates(args.warmup_batches, args.batch)
@@ -115,16 +100,15 @@ def ours_val(args: argparse.Namespace) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    args.ours_json = json.dumps({**json.loads(args.ours_json), "val_batch_size": 2 * args.batch})
+    options = {**json.loads(args.ours_json), "val_batch_size": 2 * args.batch}
     walls, cpus = [], []
     for _ in range(2):
         wall, cpu = time.perf_counter(), tree_cpu_seconds()
-        module, data = _our_modules(args, weights=args.weights)
-        with tempfile.TemporaryDirectory() as root:
-            _trainer(root).validate(module, data, verbose=False)
+        module, data = our_modules(args.data, args.imgsz, args.batch, args.model, args.weights, **options)
+        results = validate_ours(module, data)
         walls.append(time.perf_counter() - wall)
         cpus.append(tree_cpu_seconds() - cpu)
-    return {"seconds": min(walls), "cpu_seconds": min(cpus), "map50_95": module.last_results.map50_95}
+    return {"seconds": min(walls), "cpu_seconds": min(cpus), "map50_95": results.map50_95}
 
 
 # ------------------------------------------------------------------------------------ reference

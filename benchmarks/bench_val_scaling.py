@@ -82,30 +82,19 @@ def run(images: int) -> dict[str, float]:
 
 def run_full_model(images: int) -> dict[str, float]:
     """One full-model validation of a generated ``images``-image val split in this process."""
-    import tempfile
-    from pathlib import Path
-
-    from bench_common import ROOT, generated_dataset
-    from lightning.pytorch import Trainer
-
-    from yolo11_lightning.data.datamodule import YOLODataModule
-    from yolo11_lightning.training.module import YOLOModule
+    from bench_common import ROOT, generated_dataset, our_modules, validate_ours
 
     data_yaml = generated_dataset(train=16, val=images, seed=2)
-    weights = Path(ROOT) / "tests" / "data" / "trained" / "shapes4_yolo11n_160.ckpt"
-    data = YOLODataModule(str(data_yaml), imgsz=320, batch_size=16, val_batch_size=32)
-    module = YOLOModule("yolo11n.yaml", num_classes=data.num_classes, class_names=data.names, weights=str(weights),
-                        print_class_table=False)  # fmt: skip
+    weights = ROOT / "tests" / "data" / "trained" / "shapes4_yolo11n_160.ckpt"
+    module, data = our_modules(data_yaml, 320, 16, weights=str(weights), val_batch_size=32)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as root:
-        Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                default_root_dir=root).validate(module, data, verbose=False)  # fmt: skip
+    results = validate_ours(module, data)
     seconds = time.perf_counter() - start
     peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024
     worker_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {"images": images, "seconds": seconds, "peak_mib": peak_mib, "worker_peak_mib": worker_mib,
-            "detections": -1, "map50_95": module.last_results.map50_95}  # fmt: skip
+            "detections": -1, "map50_95": results.map50_95}  # fmt: skip
 
 
 def main() -> None:

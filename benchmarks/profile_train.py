@@ -24,11 +24,8 @@ import tempfile
 
 import torch
 import yaml
-from bench_common import ROOT
+from bench_common import ROOT, cpu_trainer, our_modules
 from lightning.pytorch import Callback, Trainer, seed_everything
-
-from yolo11_lightning.data.datamodule import YOLODataModule
-from yolo11_lightning.training.module import YOLOModule
 
 
 class _StopProfiling(Exception):
@@ -68,15 +65,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     seed_everything(0)
     overrides = {key: yaml.safe_load(value) for key, _, value in (pair.partition("=") for pair in args.ours)}
-    data = YOLODataModule(str(ROOT / "data" / "shapes4" / "data.yaml"), imgsz=args.imgsz, batch_size=args.batch,
-                          workers=0)  # fmt: skip
-    module = YOLOModule("yolo11n.yaml", num_classes=data.num_classes, class_names=data.names,
-                        print_class_table=False, **overrides)  # fmt: skip
+    module, data = our_modules(ROOT / "data" / "shapes4" / "data.yaml", args.imgsz, args.batch, workers=0, **overrides)
     profile = _Profile(args.warmup, args.batches)
     with tempfile.TemporaryDirectory() as root:
-        trainer = Trainer(accelerator="cpu", max_epochs=100, limit_val_batches=0, logger=False,
-                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                          num_sanity_val_steps=0, default_root_dir=root, callbacks=[profile])  # fmt: skip
+        trainer = cpu_trainer(root, max_epochs=100, limit_val_batches=0, callbacks=[profile])
         try:
             trainer.fit(module, data)
         except _StopProfiling:
