@@ -73,6 +73,17 @@ def test_channels_last_default_is_resolved_for_the_cpu(channels_last: bool | Non
     assert seen[0].is_contiguous() is not expected
 
 
+@pytest.mark.parametrize(("cpu_malloc", "expected"), [(None, 1), (False, 0), (True, 1)])
+def test_cpu_malloc_default_is_applied_for_the_cpu(monkeypatch, cpu_malloc: bool | None, expected: int) -> None:
+    """``cpu_malloc=None`` (the default) keeps freed memory when the trainer runs on the CPU."""
+    calls: list[bool] = []
+    monkeypatch.setattr("yolo11_lightning.training.module.keep_freed_memory", lambda: calls.append(True))
+    module = _module() if cpu_malloc is None else _module(cpu_malloc=cpu_malloc)
+    _fit(module, batches=1)
+    assert len(calls) == expected
+    assert module.hparams.cpu_malloc is cpu_malloc  # the stored option stays "auto"
+
+
 def test_evaluation_runs_a_batchnorm_folded_copy_of_the_ema() -> None:
     """Validation runs a fused copy of the EMA (same outputs); the EMA keeps its BatchNorm; the copy is dropped."""
     module = _module()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from typing import Any, Literal
 
@@ -12,22 +11,17 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from yolo11_lightning.data.batch import Batch
-from yolo11_lightning.inference.loading import inference_entry
-from yolo11_lightning.inference.postprocess import NMSSettings, detect
 from yolo11_lightning.inference.preprocess import to_float_input
-from yolo11_lightning.inference.results import Detections
 from yolo11_lightning.nn.model import DetectionModel
-from yolo11_lightning.training.checkpoint import FORMAT_KEY, FORMAT_VERSION, check_format_version
-from yolo11_lightning.training.checkpoint_state import (
-    architecture_of,
-    check_architecture,
-    class_names_dict,
-)
+from yolo11_lightning.training.checkpoint_hooks import CheckpointHooks
+from yolo11_lightning.training.checkpoint_state import class_names_dict
 from yolo11_lightning.training.compiled import CompiledNetwork
+from yolo11_lightning.training.cpu_memory import keep_freed_memory
 from yolo11_lightning.training.ema import ModelEMA
 from yolo11_lightning.training.epoch_means import EpochLossMeans
 from yolo11_lightning.training.errors import UserError
-from yolo11_lightning.training.guards import DivergenceGuard, TrainingDivergedError, last_good_checkpoint
+from yolo11_lightning.training.evaluation_hooks import EvaluationHooks
+from yolo11_lightning.training.guards import DivergenceGuard
 from yolo11_lightning.training.metrics import DetectionMetrics, DetectionResults
 from yolo11_lightning.training.multi_scale import multi_scale_size, resize_batch
 from yolo11_lightning.training.optim import (
@@ -42,13 +36,12 @@ from yolo11_lightning.training.optim import (
     training_iterations,
     warmup_iterations,
 )
+from yolo11_lightning.training.step_safety import NonFiniteTrainingError, StepSafetyHooks
+
+__all__ = ["NonFiniteTrainingError", "YOLOModule"]
 
 
-class NonFiniteTrainingError(TrainingDivergedError):
-    """Raised when too many consecutive optimizer steps had a non-finite loss or gradient."""
-
-
-class YOLOModule(LightningModule):
+class YOLOModule(EvaluationHooks, StepSafetyHooks, CheckpointHooks, LightningModule):
     """Trains, validates and runs a YOLO detector with the YOLO11 recipe.
 
     Optimisation is manual so that the recipe is exact: gradients are accumulated up to the
@@ -113,6 +106,10 @@ class YOLOModule(LightningModule):
         channels_last: run the network in channels-last memory format; ``None`` (default): on for
             CPU training, where it was measured faster (``benchmarks/bench_train.py``), off elsewhere
             (not measured on CUDA yet). Resolved in ``setup`` from the trainer's device.
+        cpu_malloc: keep freed tensor memory in the process instead of returning it to the kernel
+            (glibc malloc thresholds, process-wide, see ``training/cpu_memory.py``); ``None``
+            (default): on when the trainer runs on the CPU, where page faults cost about 9% of a
+            training step, off elsewhere. The process then keeps its peak memory until it exits.
         compile: run the network through ``torch.compile`` for training and evaluation (checkpoint
             keys unchanged; falls back to eager with a warning where the compiler is missing).
         compile_backend: the ``torch.compile`` backend (``"inductor"``; ``"aot_eager"`` captures
@@ -163,6 +160,7 @@ class YOLOModule(LightningModule):
         divergence_max_grad_norm: float = 1e4,
         divergence_max_weight: float = 1e4,
         channels_last: bool | None = None,
+        cpu_malloc: bool | None = None,
         compile: bool = False,
         compile_backend: str = "inductor",
         metric_backend: Literal["faster_coco_eval", "pycocotools"] = "faster_coco_eval",
@@ -241,51 +239,17 @@ class YOLOModule(LightningModule):
         return self.model(images)
 
     def setup(self, stage: str) -> None:
-        """Resolve ``channels_last=None`` for the trainer's device (the model is not moved yet)."""
-        if self.hparams.channels_last is None and not self._channels_last:
-            if self.trainer.strategy.root_device.type == "cpu":
-                self._channels_last = True
-                self.model.to(memory_format=torch.channels_last)
-                self.ema.module.to(memory_format=torch.channels_last)
+        """Resolve ``channels_last`` and ``cpu_malloc`` (``None``) for the trainer's device (model not moved yet)."""
+        on_cpu = self.trainer.strategy.root_device.type == "cpu"
+        if self.hparams.channels_last is None and not self._channels_last and on_cpu:
+            self._channels_last = True
+            self.model.to(memory_format=torch.channels_last)
+            self.ema.module.to(memory_format=torch.channels_last)
+        if self.hparams.cpu_malloc or (self.hparams.cpu_malloc is None and on_cpu):
+            keep_freed_memory()
 
     def _images(self, batch: Batch) -> torch.Tensor:
         return to_float_input(batch.images, channels_last=self._channels_last)
-
-    @property
-    def val_nms(self) -> NMSSettings:
-        """NMS settings of validation and test (low threshold, multi-label, as the reference)."""
-        hp = self.hparams
-        return NMSSettings(conf=hp.val_conf, iou=hp.val_iou, max_det=hp.max_det, multi_label=True)
-
-    @property
-    def predict_nms(self) -> NMSSettings:
-        """NMS settings of predict."""
-        hp = self.hparams
-        classes = tuple(hp.predict_classes) if hp.predict_classes is not None else None
-        return NMSSettings(
-            conf=hp.predict_conf, iou=hp.predict_iou, max_det=hp.max_det, classes=classes, agnostic=hp.predict_agnostic
-        )
-
-    @property
-    def eval_model(self) -> nn.Module:
-        """The network used for validation, test and predict: the EMA copy (BatchNorm folded during an evaluation)."""
-        return self._fused_eval if self._fused_eval is not None else self.ema.module
-
-    def _fold_eval_network(self) -> None:
-        """Fold BatchNorm into a copy of the EMA network for this evaluation (as inference does).
-
-        The copy is taken once per evaluation (milliseconds) and dropped at its end, so the EMA
-        itself is untouched; outputs equal the unfused network's up to float rounding. Not with
-        ``compile``: a new copy per evaluation would recompile each time.
-        """
-        self._fused_eval = None
-        if self.hparams.compile:
-            return
-        fused = copy.deepcopy(self.ema.module).eval().fuse()
-        self._fused_eval = fused.to(memory_format=torch.channels_last) if self._channels_last else fused
-
-    def _drop_eval_network(self) -> None:
-        self._fused_eval = None
 
     def _batch_size(self) -> int:
         if self.hparams.batch_size is not None:
@@ -409,64 +373,6 @@ class YOLOModule(LightningModule):
         for name, value in self.epoch_losses.means(reduce).items():
             self.log(f"train/{name}_epoch", value, on_step=False, on_epoch=True, sync_dist=False)
 
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Clip the (already unscaled) gradients; drop them all when the step must be skipped.
-
-        A step is skipped when a loss of its accumulation window was not finite or the total
-        gradient norm is not finite; an optimizer step without gradients changes nothing. Under
-        ``16-mixed`` a non-finite gradient norm is left to the GradScaler (it skips the step and
-        lowers its scale, which is routine while the scale calibrates) and not counted.
-        """
-        parameters = [p for p in self.model.parameters() if p.grad is not None]
-        total_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm=self.hparams.grad_clip_norm)
-        if not bool(torch.isfinite(total_norm)):
-            if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
-                self._scaler_skipped = True
-            else:
-                self._skip_current_step = True
-        elif parameters:
-            # the norm clipping computed anyway: no extra pass over the gradients
-            self._diverged = self._diverged or self.guard.check_grad_norm(float(total_norm), self._window_images)
-        self._window_images = 0
-        if self.trainer.world_size > 1:  # every process takes the same decision
-            strategy = self.trainer.strategy
-            self._skip_current_step = bool(strategy.reduce_boolean_decision(self._skip_current_step, all=False))
-            if strategy.reduce_boolean_decision(bool(self._diverged), all=False) and not self._diverged:
-                self._diverged = "another process diverged"
-        if self._skip_current_step:
-            for parameter in parameters:
-                parameter.grad = None
-
-    def _stop_diverged(self, reason: str, error: type[TrainingDivergedError] = TrainingDivergedError) -> None:
-        raise error(
-            f"training diverged at epoch {self.current_epoch}, step {self.global_step}: {reason}. No checkpoint is "
-            f"written from these weights. {last_good_checkpoint(self.trainer)} "
-            "(or check the data, or use 32-bit precision)."
-        )
-
-    def _finish_step(self) -> None:
-        """Bookkeeping after an optimizer step: divergence stop, EMA update or non-finite accounting."""
-        if self._diverged:
-            reason, self._diverged = self._diverged, ""
-            self._stop_diverged(reason)
-        if self._scaler_skipped and not self._skip_current_step:
-            self._scaler_skipped = False
-            return
-        self._scaler_skipped = False
-        if self._skip_current_step:
-            self._skip_current_step = False
-            self.nonfinite_skipped += 1
-            self.nonfinite_consecutive += 1
-            limit = self.hparams.max_nonfinite_steps
-            if self.nonfinite_consecutive >= limit:
-                self._stop_diverged(
-                    f"{self.nonfinite_consecutive} consecutive optimizer steps had a non-finite loss or gradient",
-                    NonFiniteTrainingError,
-                )
-            return
-        self.nonfinite_consecutive = 0
-        self.ema.update(self.model)
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """The recipe's optimizer: three groups, weight decay scaled to the effective batch."""
         hp = self.hparams
@@ -479,187 +385,3 @@ class YOLOModule(LightningModule):
             f"accumulate {nominal_accumulate(effective_batch, hp.nominal_batch_size)} x batch {effective_batch}"
         )
         return build_optimizer(self.model, choice.lr0, choice.momentum, decay, choice.name)
-
-    # --------------------------------------------------------------------------- validation, test
-    def on_validation_epoch_start(self) -> None:
-        """Start a fresh evaluation."""
-        self._start_scored_evaluation()
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> list[torch.Tensor]:
-        """EMA model, NMS, map to original pixels, metric update (and the validation loss).
-
-        Returns:
-            Per image the ``(n, 6)`` detections in original pixels (for the figure callback).
-        """
-        return self._evaluation_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        """Compute (once, DDP-exact), log and print the results."""
-        self._evaluation_end("val")
-
-    def on_test_epoch_start(self) -> None:
-        """Start a fresh evaluation."""
-        self._start_scored_evaluation()
-
-    def test_step(self, batch: Batch, batch_idx: int) -> list[torch.Tensor]:
-        """As :meth:`validation_step`, logged under ``test/``."""
-        return self._evaluation_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        """Compute, log and print the test results."""
-        self._evaluation_end("test")
-
-    def _start_scored_evaluation(self) -> None:
-        """Validation and test: empty metric state and loss sums, the folded network."""
-        self.metrics.reset()
-        self._eval_loss_sums.zero_()
-        self._fold_eval_network()
-
-    def _evaluation_step(self, batch: Batch | None, stage: str) -> list[torch.Tensor]:
-        if batch is None:  # every image of the batch failed to decode at run time (logged by the dataset)
-            return []
-        images = self._images(batch)
-        decoded, raw_maps = self._eval_network(self.eval_model, images)
-        if batch.has_labels:
-            _, components = self.loss_fn(raw_maps, batch.targets)
-            # image-weighted sums (box, cls, dfl, images), reduced over processes once at the end
-            count = images.shape[0]
-            self._eval_loss_sums += torch.cat(
-                [components.as_tensor().double().cpu() * count, torch.tensor([count], dtype=torch.float64)]
-            )
-        predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.val_nms)
-        gt_boxes, gt_labels = batch.ground_truth()
-        self.metrics.update(batch.image_ids, predictions, gt_boxes, gt_labels)
-        return predictions
-
-    def _log_evaluation_losses(self, stage: str) -> None:
-        """Log the image-weighted mean losses over every process's images (exact with uneven shards:
-        a plain ``sync_dist`` mean would weight each process's mean equally)."""
-        sums = self._eval_loss_sums.clone()
-        if self.trainer.world_size > 1:
-            sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
-        if float(sums[3]) > 0:
-            means = (sums[:3] / sums[3]).float()
-            for name, value in zip(("box", "cls", "dfl"), means):
-                self.log(f"{stage}/{name}_loss", value, on_step=False, on_epoch=True, sync_dist=False)
-
-    def _evaluation_end(self, stage: str) -> None:
-        self._drop_eval_network()
-        self._log_evaluation_losses(stage)
-        results = self.metrics.compute()
-        self.metrics.reset()
-        self.log_dict(results.as_log_dict(stage), sync_dist=False)
-        # The last mAP50-95 in the progress bar (already global: no sync needed).
-        self.log("mAP50-95", results.map50_95, prog_bar=True, logger=False, sync_dist=False)
-        if self.trainer.sanity_checking:
-            return
-        self.last_results = results
-        if not self.trainer.is_global_zero:
-            return
-        if self.hparams.save_json:
-            self._write_coco_json()
-        epoch = f" epoch {self.current_epoch}" if self.trainer.state.fn == "fit" else ""
-        if self.hparams.print_class_table:
-            print(f"\n{stage}{epoch} (EMA weights, {self.ema.updates} updates):\n{results.table()}", flush=True)
-        else:
-            print(
-                f"{stage}{epoch}: mAP50-95 {results.map50_95:.4f} mAP50 {results.map50:.4f} "
-                f"P {results.precision:.3f} R {results.recall:.3f} ({self.ema.updates} EMA updates)",
-                flush=True,
-            )
-
-    def _write_coco_json(self) -> None:
-        """The evaluated predictions as COCO results (the same writer as predict's COCO output)."""
-        from yolo11_lightning.inference.coco_json import write_coco_results
-        from yolo11_lightning.training.run_folder import run_directory
-
-        records = self.metrics.last_records
-        detections = [
-            Detections(path="", image_id=image_id, boxes=record[0], scores=record[1], class_ids=record[2],
-                       orig_shape=(0, 0), names=dict(self.model.names))
-            for image_id, record in sorted(records.items())
-        ]  # fmt: skip
-        path = write_coco_results(run_directory(self.trainer) / "predictions.json", detections)
-        print(
-            f"COCO results JSON: {path} ({sum(len(d) for d in detections)} boxes, {len(detections)} images)", flush=True
-        )
-
-    # ------------------------------------------------------------------------------------ predict
-    def on_predict_epoch_start(self) -> None:
-        """Fold BatchNorm into the network used for this prediction run."""
-        self._fold_eval_network()
-
-    def on_predict_epoch_end(self) -> None:
-        """Drop the folded copy."""
-        self._drop_eval_network()
-
-    def predict_step(self, batch: Batch | None, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
-        """Detections per image in original pixels (the EMA weights, :attr:`predict_nms`)."""
-        if batch is None or len(batch) == 0:  # every image of the batch was unreadable (logged, Batch.skipped)
-            return []
-        decoded, _ = self._eval_network(self.eval_model, self._images(batch))
-        predictions = detect(decoded, batch.ratio_pad, batch.orig_shapes, self.predict_nms)
-        names = dict(self.model.names)
-        return [
-            Detections.from_rows(rows, path, image_id, shape, names)
-            for rows, path, image_id, shape in zip(
-                predictions, batch.paths, batch.image_ids.tolist(), batch.orig_shapes.tolist()
-            )
-        ]
-
-    # -------------------------------------------------------------------------------- checkpoints
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add the EMA weights and count, the model architecture, what inference needs and the counters.
-
-        ``inference`` (see :func:`~yolo11_lightning.inference.loading.inference_entry`): the resolved
-        model config, class names, training ``imgsz`` and stride, so that ``validate``/``test``/
-        ``predict --ckpt_path`` and ``Detector.from_checkpoint`` need nothing else.
-
-        Raises:
-            TrainingDivergedError: if the weights (raw or EMA) are not finite or beyond
-                ``divergence_max_weight``: the checkpoint is not written (``last.ckpt`` keeps the
-                last good state).
-        """
-        reason = self.guard.check_weights(self.model) or self.guard.check_weights(self.ema.module, trainable_only=False)
-        if reason:
-            self._stop_diverged(reason)
-        checkpoint[FORMAT_KEY] = FORMAT_VERSION
-        checkpoint["ema_state_dict"] = self.ema.state_dict()
-        checkpoint["ema_updates"] = self.ema.updates
-        checkpoint["model_config"] = architecture_of(self.model)
-        checkpoint["class_names"] = dict(self.model.names)
-        checkpoint["inference"] = inference_entry(self.model, self._training_imgsz())
-        checkpoint["yolo_state"] = {
-            "last_optimizer_iteration": self.last_optimizer_iteration,
-            "nonfinite_skipped": self.nonfinite_skipped,
-            "nonfinite_consecutive": self.nonfinite_consecutive,
-            "guard": self.guard.state_dict(),
-            "epoch_losses": self.epoch_losses.state_dict(),
-        }
-
-    def _training_imgsz(self) -> int | None:
-        """The data module's ``imgsz`` (``None`` without a trainer or data module)."""
-        trainer = self._trainer
-        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
-        imgsz = getattr(datamodule, "imgsz", None)
-        return int(imgsz) if imgsz else None
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse a checkpoint of a newer format or another architecture; restore the EMA and the counters."""
-        check_format_version(checkpoint, "the checkpoint")
-        check_architecture(checkpoint, self.model)
-        if "ema_state_dict" in checkpoint:
-            self.ema.load_state_dict(checkpoint["ema_state_dict"], checkpoint.get("ema_updates", 0))
-        else:  # a checkpoint without EMA: evaluate its raw weights
-            from yolo11_lightning.nn.weights import lightning_model_state
-
-            self.ema.module.load_state_dict(lightning_model_state(checkpoint["state_dict"]))
-        state = checkpoint.get("yolo_state", {})
-        self.last_optimizer_iteration = int(state.get("last_optimizer_iteration", -1))
-        self.nonfinite_skipped = int(state.get("nonfinite_skipped", 0))
-        self.nonfinite_consecutive = int(state.get("nonfinite_consecutive", 0))
-        self.guard.load_state_dict(state.get("guard", {}))
-        self.epoch_losses.load_state_dict(state.get("epoch_losses", {}))
-        if "class_names" in checkpoint:
-            self.model.names = dict(checkpoint["class_names"])
-            self.ema.module.names = dict(checkpoint["class_names"])
