@@ -28,6 +28,28 @@ def test_names_are_known_right_after_init() -> None:
     assert datamodule.hparams.imgsz == 320
 
 
+def test_default_workers_follow_the_cpus_and_the_device(monkeypatch) -> None:
+    """``workers=None``: training min(8, CPUs per local process); evaluation 0 when the model is on the CPU."""
+    monkeypatch.setattr("yolo11_lightning.data.datamodule.available_cpus", lambda: 12)
+    datamodule = YOLODataModule(str(SHAPES4_YAML), imgsz=128, batch_size=4, val_batch_size=4, persistent_workers=False)
+    on = {
+        device: SimpleNamespace(**vars(_fake_trainer()), num_devices=processes,
+                                strategy=SimpleNamespace(root_device=torch.device(device)))  # fmt: skip
+        for device, processes in (("cpu", 1), ("cuda", 4))
+    }
+    datamodule.trainer = on["cpu"]
+    datamodule.setup("fit")
+    assert datamodule.train_dataloader().num_workers == 8  # 12 CPUs, at most 8
+    assert datamodule.val_dataloader().num_workers == 0  # competes with the model's threads
+    datamodule.trainer = on["cuda"]  # 4 processes on this machine: 12 // 4 CPUs each
+    assert datamodule.train_dataloader().num_workers == 3
+    assert datamodule.val_dataloader().num_workers == 3
+    explicit = YOLODataModule(str(SHAPES4_YAML), imgsz=128, batch_size=4, workers=5, persistent_workers=False)
+    explicit.trainer = on["cpu"]
+    explicit.setup("fit")
+    assert explicit.train_dataloader().num_workers == 5 and explicit.val_dataloader().num_workers == 5
+
+
 def test_ddp_shards_and_unpadded_validation() -> None:
     seen, train_sizes = [], []
     for rank in range(2):

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,13 @@ def fraction_subset(files: list[Path], fraction: float, seed: int) -> list[Path]
     count = max(1, round(fraction * len(files)))
     chosen = np.random.default_rng([seed, 0xF4AC]).choice(len(files), size=count, replace=False)
     return [files[i] for i in np.sort(chosen)]
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -79,7 +87,11 @@ class YOLODataModule(pl.LightningDataModule):
         batch_size: Training images per batch and process (also the window of the epoch order
             that each sample's mosaic partners come from); -1: the largest batch that fits 60% of
             the GPU memory, found by trial before training (CUDA only).
-        workers: DataLoader worker processes per loader (0 loads in the main process).
+        workers: DataLoader worker processes per loader (0 loads in the main process). ``None``
+            (default): for training, the CPUs available to each process on this machine, at most 8;
+            for validation, test and predict the same, except 0 when the model runs on the CPU,
+            where a worker competes with the model's threads for the same cores (measured on 2
+            cores: a 128-image validation in 2.7 s with 0 workers, 3.7 s with 8).
         val_batch_size: Evaluation batch size; defaults to ``2 * batch_size``.
         rect: Rectangular evaluation batches grouped by aspect ratio (0.5-stride pad); otherwise
             every evaluation image is letterboxed to ``imgsz`` square.
@@ -131,7 +143,7 @@ class YOLODataModule(pl.LightningDataModule):
         data: str | None = None,
         imgsz: int = 640,
         batch_size: int = 16,
-        workers: int = 8,
+        workers: int | None = None,
         val_batch_size: int | None = None,
         rect: bool = True,
         seed: int = 0,
@@ -290,16 +302,32 @@ class YOLODataModule(pl.LightningDataModule):
             return torch.distributed.get_world_size(), torch.distributed.get_rank()
         return 1, 0
 
-    def _loader(self, dataset: YOLODataset, sampler: torch.utils.data.Sampler, batch_size: int) -> DataLoader:
+    def loader_workers(self, evaluation: bool) -> int:
+        """Worker processes of a training (``evaluation=False``) or evaluation loader (``workers=None`` resolved)."""
+        if self.workers is not None:
+            return self.workers
+        trainer = self.trainer
+        if trainer is not None:
+            on_cpu, processes_here = trainer.strategy.root_device.type == "cpu", trainer.num_devices
+        else:
+            on_cpu, processes_here = not torch.cuda.is_available(), 1
+        if evaluation and on_cpu:
+            return 0
+        return min(8, max(1, available_cpus() // max(processes_here, 1)))
+
+    def _loader(
+        self, dataset: YOLODataset, sampler: torch.utils.data.Sampler, batch_size: int, evaluation: bool
+    ) -> DataLoader:
+        workers = self.loader_workers(evaluation)
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
-            num_workers=self.workers,
+            num_workers=workers,
             pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.hparams.persistent_workers and self.workers > 0,
+            persistent_workers=self.hparams.persistent_workers and workers > 0,
             collate_fn=collate,
-            worker_init_fn=_worker_init if self.workers > 0 else None,
+            worker_init_fn=_worker_init if workers > 0 else None,
             drop_last=False,
         )
 
@@ -325,7 +353,7 @@ class YOLODataModule(pl.LightningDataModule):
             epoch, batches_done = _train_position(trainer)
             sampler.set_epoch(epoch)
             sampler.set_start(batches_done * self.batch_size)
-        return self._loader(dataset, sampler, self.batch_size)
+        return self._loader(dataset, sampler, self.batch_size, evaluation=False)
 
     def _rect_train_loader(self, dataset: YOLODataset, num_replicas: int) -> DataLoader:
         if num_replicas > 1:
@@ -336,7 +364,7 @@ class YOLODataModule(pl.LightningDataModule):
             epoch, batches_done = _train_position(self.trainer)
             sampler.set_epoch(epoch)
             sampler.set_start(batches_done * self.batch_size)
-        return self._loader(dataset, sampler, self.batch_size)
+        return self._loader(dataset, sampler, self.batch_size, evaluation=False)
 
     def _eval_loader(self, split: str) -> DataLoader:
         dataset = self._dataset(split)
@@ -350,7 +378,7 @@ class YOLODataModule(pl.LightningDataModule):
             num_replicas=num_replicas,
             rank=rank,
         )
-        return self._loader(dataset, sampler, self.val_batch_size)
+        return self._loader(dataset, sampler, self.val_batch_size, evaluation=True)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         """Every validation image exactly once across processes, letterboxed (rect batches); no
@@ -388,7 +416,9 @@ class YOLODataModule(pl.LightningDataModule):
             stride=hp.stride if batch_size == 1 else None,
             keep_originals=self.keep_originals,
         )
-        workers = min(self.workers, 1) if any(item.frame is not None for item in self.predict_items) else self.workers
+        workers = self.loader_workers(evaluation=True)
+        if any(item.frame is not None for item in self.predict_items):
+            workers = min(workers, 1)
         return DataLoader(
             dataset,
             batch_size=batch_size,
