@@ -24,13 +24,14 @@ Usage::
     .venv/bin/python benchmarks/bench_train.py                    # yolo11n at 320, threads 1 and 2, val
     .venv/bin/python benchmarks/bench_train.py --imgsz 320 640 --variants yolo11n.yaml yolo11n-mlla.yaml \\
         yolo11n-c2psa-mlla.yaml yolo11n-focalmodulation.yaml
-    .venv/bin/python benchmarks/bench_train.py --no-reference --ours channels_last=false   # A/B of one option
+    .venv/bin/python benchmarks/bench_train.py --no-reference --no-val --ab channels_last=false   # A/B, interleaved
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +50,11 @@ from bench_common import (
 )
 
 DEFAULT_WEIGHTS = ROOT / "tests" / "data" / "trained" / "shapes4_yolo11n_160.ckpt"
+
+
+def _median_rates(runs: list[dict]) -> dict[str, float]:
+    """Per-key medians of several throughput results."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
 class _StopBenchmark(Exception):
@@ -150,10 +156,12 @@ TASKS = {
 
 # ---------------------------------------------------------------------------------------- driver
 def _child(args: argparse.Namespace, side: str, task: str, model: str, imgsz: int, threads: int) -> dict:
+    ours_json = args.ab_json if side == "ours-ab" else args.ours_json
+    side = "ours" if side == "ours-ab" else side
     arguments = ["--side", side, "--task", task, "--model", model, "--imgsz", str(imgsz), "--threads", str(threads),
                  "--data", str(args.data), "--batch", str(args.batch), "--warmup-batches", str(args.warmup_batches),
                  "--batches", str(args.batches), "--weights", str(args.weights),
-                 "--ours-json", args.ours_json]  # fmt: skip
+                 "--ours-json", ours_json]  # fmt: skip
     return run_child(__file__, arguments, threads=threads)
 
 
@@ -179,10 +187,16 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=512, help="generated training images")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="weights both sides validate")
     parser.add_argument("--ours", nargs="*", default=[], metavar="KEY=VALUE", help="our module/datamodule options")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved throughput runs per side (medians)")
+    parser.add_argument(
+        "--reference-malloc", action="store_true", help="also time the reference with our CPU malloc setting"
+    )
+    parser.add_argument("--ab", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="also time ours with these options, interleaved with the plain runs (A/B)")  # fmt: skip
     parser.add_argument("--no-reference", action="store_true", help="measure ours only")
     parser.add_argument("--no-val", action="store_true", help="skip the validation timing")
     parser.add_argument("--no-train", action="store_true", help="skip the training throughput")
-    parser.add_argument("--side", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["ours", "reference", "reference+malloc"], help=argparse.SUPPRESS)
     parser.add_argument("--task", choices=["throughput", "val"], help=argparse.SUPPRESS)
     parser.add_argument("--model", default="yolo11n.yaml", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
@@ -193,31 +207,58 @@ def main() -> None:
         args.threads = args.threads[0]
         args.imgsz = args.imgsz[0]
         args.weights = str(args.weights)
-        print("RESULT " + json.dumps(TASKS[(args.side, args.task)](args)), flush=True)
+        if args.side == "reference+malloc":
+            from yolo11_lightning.training.cpu_memory import keep_freed_memory
+
+            keep_freed_memory()
+        task = TASKS[(args.side.removesuffix("+malloc"), args.task)]
+        print("RESULT " + json.dumps(task(args)), flush=True)
         return
 
     args.data = generated_dataset(args.train_images, 128, seed=1)
     args.ours_json = _parse_ours(args.ours)
+    args.ab_json = _parse_ours(args.ab) if args.ab else None
     print(f"data {args.data.parent.name}, batch {args.batch}, CPU fp32, {args.warmup_batches} warm-up + "
           f"{args.batches} timed batches, ours options {args.ours_json}")  # fmt: skip
-    print("| model | imgsz | threads | ours img/s | ours img/CPU-s | ours cores | ref img/s | ref img/CPU-s | "
-          "ref cores | wall ratio | CPU ratio |\n|---|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+    print(f"medians of {args.repeats} interleaved run(s) per side; CPU ratio range: the per-repeat ratios")
+    print("| model | imgsz | threads | ours img/s | ours img/CPU-s | ours cores | ref img/s | ref img/CPU-s "
+          "| ref cores | wall ratio | CPU ratio | CPU ratio range |\n" + "|---" * 12 + "|")  # fmt: skip
     for imgsz in args.imgsz:
         for threads in args.threads:
-            reference = (
-                None if args.no_reference else _child(args, "reference", "throughput", "yolo11n.yaml", imgsz, threads)
-            )
+            runs: dict[str, list[dict]] = {}
+            for _ in range(args.repeats):  # interleaved, so that a slow spell of the machine hits every side
+                sides = [] if args.no_reference else [("reference", "yolo11n.yaml")]
+                sides += [("reference+malloc", "yolo11n.yaml")] if args.reference_malloc else []
+                ours_sides = ["ours", "ours-ab"] if args.ab_json else ["ours"]
+                for side, model in [*sides, *((o, variant) for variant in args.variants for o in ours_sides)]:
+                    result = _child(args, side, "throughput", model, imgsz, threads)
+                    runs.setdefault(f"{side} {model}", []).append(result)
+            reference = None if args.no_reference else _median_rates(runs["reference yolo11n.yaml"])
             for variant in args.variants:
-                ours = _child(args, "ours", "throughput", variant, imgsz, threads)
+                ours = _median_rates(runs[f"ours {variant}"])
                 row = [variant, imgsz, threads, f"{ours['images_per_s']:.2f}", f"{ours['images_per_cpu_s']:.2f}",
                        f"{ours['cores']:.2f}"]  # fmt: skip
                 if reference:
+                    pairs = [o["images_per_cpu_s"] / r["images_per_cpu_s"]
+                             for o, r in zip(runs[f"ours {variant}"], runs["reference yolo11n.yaml"])]  # fmt: skip
                     row += [f"{reference['images_per_s']:.2f}", f"{reference['images_per_cpu_s']:.2f}",
                             f"{reference['cores']:.2f}", f"{ours['images_per_s'] / reference['images_per_s']:.3f}",
-                            f"{ours['images_per_cpu_s'] / reference['images_per_cpu_s']:.3f}"]  # fmt: skip
+                            f"**{ours['images_per_cpu_s'] / reference['images_per_cpu_s']:.3f}**",
+                            f"{min(pairs):.3f}-{max(pairs):.3f}"]  # fmt: skip
                 else:
-                    row += ["-"] * 5
+                    row += ["-"] * 6
                 print("| " + " | ".join(str(cell) for cell in row) + " |", flush=True)
+            for variant in args.variants if args.ab_json else []:
+                ab = _median_rates(runs[f"ours-ab {variant}"])
+                pairs = [b["images_per_cpu_s"] / o["images_per_cpu_s"]
+                         for b, o in zip(runs[f"ours-ab {variant}"], runs[f"ours {variant}"])]  # fmt: skip
+                print(f"{variant} with {args.ab_json}, imgsz {imgsz}, {threads} thread(s): {ab['images_per_s']:.2f} "
+                      f"img/s, {ab['images_per_cpu_s']:.2f} img/CPU-s; per CPU-second vs the row above "
+                      f"{statistics.median(pairs):.3f} (pairs {min(pairs):.3f}-{max(pairs):.3f})")  # fmt: skip
+            if args.reference_malloc:
+                malloc = _median_rates(runs["reference+malloc yolo11n.yaml"])
+                print(f"reference with our CPU malloc setting, imgsz {imgsz}, {threads} thread(s): "
+                      f"{malloc['images_per_s']:.2f} img/s, {malloc['images_per_cpu_s']:.2f} img/CPU-s")  # fmt: skip
     if args.no_val:
         return
     print(
