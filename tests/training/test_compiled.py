@@ -90,6 +90,29 @@ def test_inductor_compiled_training_equals_eager(tmp_path: Path) -> None:
     _check_compiled_run(tmp_path, "inductor")
 
 
+def test_truncated_compiler_cache_is_named_in_the_fallback_warning(tmp_path: Path, monkeypatch) -> None:
+    """A killed compile leaves a truncated library in inductor's cache: the warning says which folder to delete."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor-cache"))
+
+    class InductorError(RuntimeError):
+        pass
+
+    InductorError.__module__ = "torch._inductor.exc"  # raised from the compiler, as the real one
+
+    def load_cached_library(images: torch.Tensor) -> None:
+        raise InductorError(f"ImportError: {tmp_path}/inductor-cache/di/x.main.so: file too short")
+
+    network = compiled.CompiledNetwork(True, "inductor", "training")
+    model = torch.nn.Conv2d(3, 4, 1)
+    network._compiled, network._compiled_for = load_cached_library, model
+    with pytest.warns(UserWarning) as caught:
+        output = network(model, torch.rand(1, 3, 8, 8))
+    assert output.shape == (1, 4, 8, 8) and not network.enabled  # ran eagerly
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith("torch.compile of the training network unavailable, running eagerly: InductorError")
+    assert message.endswith(f"left by an interrupted compile: delete {tmp_path / 'inductor-cache'})")
+
+
 def test_missing_compiler_falls_back_with_one_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
     module = _module(tiny_model_config(tmp_path), compile=True)

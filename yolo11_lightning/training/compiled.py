@@ -63,13 +63,26 @@ class CompiledNetwork:
         except Exception as error:  # noqa: BLE001 - any compiler failure falls back to eager
             if not _is_compiler_error(error):
                 raise
-            self._fall_back(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            self._fall_back(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}{_cache_hint(error)}")
             return module(images)
 
     def _fall_back(self, reason: str) -> None:
         warnings.warn(f"torch.compile of the {self.label} network unavailable, running eagerly: {reason}", stacklevel=3)
         self.enabled = False
         self._compiled = self._compiled_for = None
+
+
+def _cache_hint(error: Exception) -> str:
+    """What to do about a truncated artefact in inductor's on-disk cache (an interrupted compile leaves one).
+
+    Inductor reuses a cached shared library by its hash; one cut short by a killed run fails to
+    load in every later run until it is deleted.
+    """
+    if not any(sign in str(error) for sign in ("file too short", "invalid ELF header")):
+        return ""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return f" (a truncated file in the compiler cache, left by an interrupted compile: delete {cache_dir()})"
 
 
 def _is_compiler_error(error: Exception) -> bool:
