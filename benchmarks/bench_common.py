@@ -97,6 +97,19 @@ def pin_reference_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def parse_options(pairs: list[str]) -> dict:
+    """``--ours``-style ``KEY=VALUE`` pairs as a dict, values parsed as YAML scalars (``false``, ``0.5``)."""
+    import yaml
+
+    parsed = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise SystemExit(f"expected KEY=VALUE, got {pair!r}")
+        parsed[key] = yaml.safe_load(value)
+    return parsed
+
+
 def cpu_trainer(root: str, **kwargs):
     """A quiet CPU ``Trainer`` (no logger, checkpoints, progress bar, summary or sanity steps)."""
     from lightning.pytorch import Trainer

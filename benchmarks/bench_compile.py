@@ -43,9 +43,13 @@ def _train(args: argparse.Namespace, compile_network: bool) -> dict:
     )  # fmt: skip
     losses: list[float] = []
     loss = module.loss_fn
-    module.loss_fn = lambda preds, targets: (lambda out: (losses.append(float(out[0].detach())), out)[1])(
-        loss(preds, targets)
-    )
+
+    def recorded_loss(preds, targets):  # noqa: ANN001, ANN202 - the module's loss, its total kept
+        total, components = loss(preds, targets)
+        losses.append(float(total.detach()))
+        return total, components
+
+    module.loss_fn = recorded_loss
     stamps: list[float] = []
 
     class Clock(Callback):

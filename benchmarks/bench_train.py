@@ -36,12 +36,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 from bench_common import (
     ROOT,
     cpu_trainer,
     generated_dataset,
     our_modules,
+    parse_options,
     pin_reference_threads,
     reference_yolo,
     run_child,
@@ -165,15 +165,47 @@ def _child(args: argparse.Namespace, side: str, task: str, model: str, imgsz: in
     return run_child(__file__, arguments, threads=threads)
 
 
-def _parse_ours(pairs: list[str]) -> str:
-    """``KEY=VALUE`` pairs (values parsed as YAML scalars) as a json object."""
-    parsed = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator:
-            raise SystemExit(f"--ours expects KEY=VALUE, got {pair!r}")
-        parsed[key] = yaml.safe_load(value)
-    return json.dumps(parsed)
+def _throughput_tables(args: argparse.Namespace) -> None:
+    """Training throughput of every side, interleaved ``--repeats`` times; medians and per-repeat ratio ranges."""
+    print(f"medians of {args.repeats} interleaved run(s) per side; CPU ratio range: the per-repeat ratios")
+    print("| model | imgsz | threads | ours img/s | ours img/CPU-s | ours cores | ref img/s | ref img/CPU-s "
+          "| ref cores | wall ratio | CPU ratio | CPU ratio range |\n" + "|---" * 12 + "|")  # fmt: skip
+    for imgsz in args.imgsz:
+        for threads in args.threads:
+            runs: dict[str, list[dict]] = {}
+            for _ in range(args.repeats):  # interleaved, so that a slow spell of the machine hits every side
+                sides = [] if args.no_reference else [("reference", "yolo11n.yaml")]
+                sides += [("reference+malloc", "yolo11n.yaml")] if args.reference_malloc else []
+                ours_sides = ["ours", "ours-ab"] if args.ab_json else ["ours"]
+                for side, model in [*sides, *((o, variant) for variant in args.variants for o in ours_sides)]:
+                    result = _child(args, side, "throughput", model, imgsz, threads)
+                    runs.setdefault(f"{side} {model}", []).append(result)
+            reference = None if args.no_reference else _median_rates(runs["reference yolo11n.yaml"])
+            for variant in args.variants:
+                ours = _median_rates(runs[f"ours {variant}"])
+                row = [variant, imgsz, threads, f"{ours['images_per_s']:.2f}", f"{ours['images_per_cpu_s']:.2f}",
+                       f"{ours['cores']:.2f}"]  # fmt: skip
+                if reference:
+                    pairs = [o["images_per_cpu_s"] / r["images_per_cpu_s"]
+                             for o, r in zip(runs[f"ours {variant}"], runs["reference yolo11n.yaml"])]  # fmt: skip
+                    row += [f"{reference['images_per_s']:.2f}", f"{reference['images_per_cpu_s']:.2f}",
+                            f"{reference['cores']:.2f}", f"{ours['images_per_s'] / reference['images_per_s']:.3f}",
+                            f"**{ours['images_per_cpu_s'] / reference['images_per_cpu_s']:.3f}**",
+                            f"{min(pairs):.3f}-{max(pairs):.3f}"]  # fmt: skip
+                else:
+                    row += ["-"] * 6
+                print("| " + " | ".join(str(cell) for cell in row) + " |", flush=True)
+            for variant in args.variants if args.ab_json else []:
+                ab = _median_rates(runs[f"ours-ab {variant}"])
+                pairs = [b["images_per_cpu_s"] / o["images_per_cpu_s"]
+                         for b, o in zip(runs[f"ours-ab {variant}"], runs[f"ours {variant}"])]  # fmt: skip
+                print(f"{variant} with {args.ab_json}, imgsz {imgsz}, {threads} thread(s): {ab['images_per_s']:.2f} "
+                      f"img/s, {ab['images_per_cpu_s']:.2f} img/CPU-s; per CPU-second vs the row above "
+                      f"{statistics.median(pairs):.3f} (pairs {min(pairs):.3f}-{max(pairs):.3f})")  # fmt: skip
+            if args.reference_malloc:
+                malloc = _median_rates(runs["reference+malloc yolo11n.yaml"])
+                print(f"reference with our CPU malloc setting, imgsz {imgsz}, {threads} thread(s): "
+                      f"{malloc['images_per_s']:.2f} img/s, {malloc['images_per_cpu_s']:.2f} img/CPU-s")  # fmt: skip
 
 
 def main() -> None:
@@ -216,49 +248,12 @@ def main() -> None:
         return
 
     args.data = generated_dataset(args.train_images, 128, seed=1)
-    args.ours_json = _parse_ours(args.ours)
-    args.ab_json = _parse_ours(args.ab) if args.ab else None
+    args.ours_json = json.dumps(parse_options(args.ours))
+    args.ab_json = json.dumps(parse_options(args.ab)) if args.ab else None
     print(f"data {args.data.parent.name}, batch {args.batch}, CPU fp32, {args.warmup_batches} warm-up + "
           f"{args.batches} timed batches, ours options {args.ours_json}")  # fmt: skip
-    print(f"medians of {args.repeats} interleaved run(s) per side; CPU ratio range: the per-repeat ratios")
-    print("| model | imgsz | threads | ours img/s | ours img/CPU-s | ours cores | ref img/s | ref img/CPU-s "
-          "| ref cores | wall ratio | CPU ratio | CPU ratio range |\n" + "|---" * 12 + "|")  # fmt: skip
-    for imgsz in args.imgsz:
-        for threads in args.threads:
-            runs: dict[str, list[dict]] = {}
-            for _ in range(args.repeats):  # interleaved, so that a slow spell of the machine hits every side
-                sides = [] if args.no_reference else [("reference", "yolo11n.yaml")]
-                sides += [("reference+malloc", "yolo11n.yaml")] if args.reference_malloc else []
-                ours_sides = ["ours", "ours-ab"] if args.ab_json else ["ours"]
-                for side, model in [*sides, *((o, variant) for variant in args.variants for o in ours_sides)]:
-                    result = _child(args, side, "throughput", model, imgsz, threads)
-                    runs.setdefault(f"{side} {model}", []).append(result)
-            reference = None if args.no_reference else _median_rates(runs["reference yolo11n.yaml"])
-            for variant in args.variants:
-                ours = _median_rates(runs[f"ours {variant}"])
-                row = [variant, imgsz, threads, f"{ours['images_per_s']:.2f}", f"{ours['images_per_cpu_s']:.2f}",
-                       f"{ours['cores']:.2f}"]  # fmt: skip
-                if reference:
-                    pairs = [o["images_per_cpu_s"] / r["images_per_cpu_s"]
-                             for o, r in zip(runs[f"ours {variant}"], runs["reference yolo11n.yaml"])]  # fmt: skip
-                    row += [f"{reference['images_per_s']:.2f}", f"{reference['images_per_cpu_s']:.2f}",
-                            f"{reference['cores']:.2f}", f"{ours['images_per_s'] / reference['images_per_s']:.3f}",
-                            f"**{ours['images_per_cpu_s'] / reference['images_per_cpu_s']:.3f}**",
-                            f"{min(pairs):.3f}-{max(pairs):.3f}"]  # fmt: skip
-                else:
-                    row += ["-"] * 6
-                print("| " + " | ".join(str(cell) for cell in row) + " |", flush=True)
-            for variant in args.variants if args.ab_json else []:
-                ab = _median_rates(runs[f"ours-ab {variant}"])
-                pairs = [b["images_per_cpu_s"] / o["images_per_cpu_s"]
-                         for b, o in zip(runs[f"ours-ab {variant}"], runs[f"ours {variant}"])]  # fmt: skip
-                print(f"{variant} with {args.ab_json}, imgsz {imgsz}, {threads} thread(s): {ab['images_per_s']:.2f} "
-                      f"img/s, {ab['images_per_cpu_s']:.2f} img/CPU-s; per CPU-second vs the row above "
-                      f"{statistics.median(pairs):.3f} (pairs {min(pairs):.3f}-{max(pairs):.3f})")  # fmt: skip
-            if args.reference_malloc:
-                malloc = _median_rates(runs["reference+malloc yolo11n.yaml"])
-                print(f"reference with our CPU malloc setting, imgsz {imgsz}, {threads} thread(s): "
-                      f"{malloc['images_per_s']:.2f} img/s, {malloc['images_per_cpu_s']:.2f} img/CPU-s")  # fmt: skip
+    if not args.no_train:
+        _throughput_tables(args)
     if args.no_val:
         return
     print(

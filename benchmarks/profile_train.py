@@ -23,8 +23,7 @@ import pstats
 import tempfile
 
 import torch
-import yaml
-from bench_common import ROOT, cpu_trainer, our_modules
+from bench_common import ROOT, cpu_trainer, our_modules, parse_options
 from lightning.pytorch import Callback, Trainer, seed_everything
 
 
@@ -64,7 +63,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     seed_everything(0)
-    overrides = {key: yaml.safe_load(value) for key, _, value in (pair.partition("=") for pair in args.ours)}
+    overrides = parse_options(args.ours)
     module, data = our_modules(ROOT / "data" / "shapes4" / "data.yaml", args.imgsz, args.batch, workers=0, **overrides)
     profile = _Profile(args.warmup, args.batches)
     with tempfile.TemporaryDirectory() as root:
