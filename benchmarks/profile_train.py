@@ -5,8 +5,9 @@ one process (``workers=0``: loading is in the profile), skips ``--warmup`` batch
 next ``--batches``:
 
 * ``torch.profiler``: the top operators by self CPU time (convolutions, their backward, copies);
-* ``cProfile``: the top Python functions by own time, which shows per-step overheads outside the
-  operators (logging, hooks, the loss's bookkeeping, the optimizer).
+* ``cProfile``: the top Python functions by own time (``--sort cumulative``: with their callees),
+  which shows per-step overheads outside the operators (logging, hooks, the loss's bookkeeping,
+  the optimizer).
 
 Usage::
 
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="batches before profiling")
     parser.add_argument("--batches", type=int, default=6, help="profiled batches")
     parser.add_argument("--top", type=int, default=20, help="rows per table")
+    parser.add_argument("--sort", choices=["tottime", "cumulative"], default="tottime", help="Python table order")
     parser.add_argument("--ours", nargs="*", default=[], metavar="KEY=VALUE", help="YOLOModule options")
     args = parser.parse_args()
 
@@ -76,8 +78,8 @@ def main() -> None:
     print(f"operators, {args.batches} batches of {args.batch} at {args.imgsz}, {args.threads} thread(s), {overrides}")
     print(profile.operators.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
     stream = io.StringIO()
-    pstats.Stats(profile.python, stream=stream).sort_stats("tottime").print_stats(args.top)
-    print("Python functions by own time (operators included where they are called from Python)")
+    pstats.Stats(profile.python, stream=stream).sort_stats(args.sort).print_stats(args.top)
+    print(f"Python functions by {args.sort} time (operators included where they are called from Python)")
     print(stream.getvalue())
 
 

@@ -75,6 +75,37 @@ def test_optimizer_groups_and_settings() -> None:
     assert optimizer.param_groups[DECAY_GROUP]["params"] == split_parameters(model).decay_weights
 
 
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_cpu_optimizer_is_fused_and_steps_like_the_default_one(name: str) -> None:
+    torch.manual_seed(0)
+    fused_model, default_model = _tiny(), _tiny()
+    default_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(fused_model, lr0=0.01, momentum=0.937, weight_decay=5e-4, optimizer=name)
+    assert all(group["fused"] for group in fused.param_groups)
+    # The same groups and settings, stepped by the default (multi-tensor) implementation.
+    default = type(fused)(
+        [
+            {**{k: v for k, v in group.items() if k not in ("params", "fused")}, "params": params}
+            for group, params in zip(fused.param_groups, _same_groups(fused, fused_model, default_model))
+        ]
+    )
+    for _ in range(3):
+        gradients = [torch.randn_like(p) for p in fused_model.parameters()]
+        for model, optimizer in ((fused_model, fused), (default_model, default)):
+            for parameter, gradient in zip(model.parameters(), gradients):
+                parameter.grad = gradient.clone()
+            optimizer.step()
+    for a, b in zip(fused_model.parameters(), default_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def _same_groups(optimizer: torch.optim.Optimizer, source: nn.Module, target: nn.Module) -> list[list]:
+    """``optimizer``'s groups (over ``source``'s parameters) as lists of ``target``'s parameters."""
+    index = {id(p): i for i, p in enumerate(source.parameters())}
+    parameters = list(target.parameters())
+    return [[parameters[index[id(p)]] for p in group["params"]] for group in optimizer.param_groups]
+
+
 def _linear(e: int, epochs: int, lrf: float) -> float:
     return max(1 - e / epochs, 0) * (1.0 - lrf) + lrf
 

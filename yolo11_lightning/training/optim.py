@@ -123,7 +123,8 @@ def build_optimizer(
         optimizer: ``"SGD"`` (Nesterov, the recipe) or ``"AdamW"``.
 
     Returns:
-        The optimizer; group 0 biases, group 1 decay weights, group 2 norm weights.
+        The optimizer; group 0 biases, group 1 decay weights, group 2 norm weights. Its step is the
+        fused implementation when the model is on the CPU (the multi-tensor one elsewhere).
     """
     groups = split_parameters(model)
     param_groups = [
@@ -131,10 +132,15 @@ def build_optimizer(
         {"params": groups.decay_weights, "weight_decay": weight_decay},
         {"params": groups.norm_weights, "weight_decay": 0.0},
     ]
+    # On the CPU the fused step (one kernel per tensor) costs a third of the default multi-tensor
+    # step's CPU time (yolo11n, 2 threads: 5.5 vs 16.4 ms); its results differ by float rounding only.
+    fused = all(p.device.type == "cpu" for p in model.parameters())
     if optimizer == "SGD":
-        built: torch.optim.Optimizer = torch.optim.SGD(param_groups, lr=lr0, momentum=momentum, nesterov=True)
+        built: torch.optim.Optimizer = torch.optim.SGD(
+            param_groups, lr=lr0, momentum=momentum, nesterov=True, fused=fused
+        )
     elif optimizer == "AdamW":
-        built = torch.optim.AdamW(param_groups, lr=lr0, betas=(momentum, 0.999))
+        built = torch.optim.AdamW(param_groups, lr=lr0, betas=(momentum, 0.999), fused=fused)
     else:
         raise ValueError(f"unknown optimizer {optimizer!r}; choose 'SGD' or 'AdamW'")
     for group in built.param_groups:
