@@ -26,6 +26,26 @@ def ema_decay(updates: int, decay: float = 0.9999, tau: float = 2000.0) -> float
     return decay * (1.0 - math.exp(-updates / tau))
 
 
+_Slot = tuple[dict[str, Any], str]
+"""Where a ``state_dict`` entry lives: its module's ``_parameters`` or ``_buffers`` table and its name."""
+
+
+def _floating_slots(averaged: nn.Module, tracked: nn.Module) -> tuple[list[_Slot], list[_Slot]]:
+    """The slots of ``averaged``'s floating-point ``state_dict`` entries, and of the same keys in ``tracked``.
+
+    Building ``state_dict()`` twice per update cost more than the averaging itself (yolo11n: about
+    3 ms of a 4 ms update), so the keys are resolved once per tracked model.
+    """
+    keys = [key for key, value in averaged.state_dict().items() if value.dtype.is_floating_point]
+    return [_slot(averaged, key) for key in keys], [_slot(tracked, key) for key in keys]
+
+
+def _slot(module: nn.Module, key: str) -> _Slot:
+    owner_path, _, name = key.rpartition(".")
+    owner = module.get_submodule(owner_path)
+    return (owner._parameters if name in owner._parameters else owner._buffers), name
+
+
 class ModelEMA:
     """A frozen copy of a model whose floating-point parameters and buffers track an EMA.
 
@@ -50,6 +70,8 @@ class ModelEMA:
         self.decay = decay
         self.tau = tau
         self.updates = updates
+        # (tracked model, averaged slots, its slots): where each floating state_dict entry lives
+        self._slots: tuple[nn.Module, list[_Slot], list[_Slot]] | None = None
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -60,13 +82,16 @@ class ModelEMA:
         """
         self.updates += 1
         d = ema_decay(self.updates, self.decay, self.tau)
-        source = model.state_dict()
-        floating = {k: v for k, v in self.module.state_dict().items() if v.dtype.is_floating_point}
-        averaged = list(floating.values())
-        current = [source[k].detach() for k in floating]
+        if self._slots is None or self._slots[0] is not model:
+            self._slots = (model, *_floating_slots(self.module, model))
+        _, averaged_slots, current_slots = self._slots
+        # Looked up at every update, so tensors replaced by ``.to()``/``_apply`` are the live ones.
+        averaged = [table[name] for table, name in averaged_slots]
+        current = [table[name].detach() for table, name in current_slots]
         if averaged:
             # ema = d * ema + (1 - d) * current, fused over all tensors.
-            torch._foreach_lerp_(averaged, [c.to(a.dtype) for a, c in zip(averaged, current)], 1.0 - d)
+            current = [c if c.dtype == a.dtype else c.to(a.dtype) for a, c in zip(averaged, current)]
+            torch._foreach_lerp_(averaged, current, 1.0 - d)
 
     def state_dict(self) -> dict[str, Any]:
         """The averaged weights (a ``state_dict`` of the tracked model)."""
