@@ -74,9 +74,9 @@ def trim_checkpoint(source: Path, target: Path) -> Path:
         key: value.half() if value.is_floating_point() else value for key, value in checkpoint["ema_state_dict"].items()
     }
     state_dict = {key: ema.get(key[len("model.") :], value) for key, value in checkpoint["state_dict"].items()}
-    kept = {key: checkpoint[key] for key in ("pytorch-lightning_version", "epoch", "global_step", "model_config", "class_names",
-                                             "inference", "ema_updates", "hyper_parameters", "datamodule_hyper_parameters")
-            if key in checkpoint}  # fmt: skip
+    kept_keys = ("pytorch-lightning_version", "epoch", "global_step", "model_config", "class_names", "inference",
+                 "ema_updates", "hyper_parameters", "datamodule_hyper_parameters")  # fmt: skip
+    kept = {key: checkpoint[key] for key in kept_keys if key in checkpoint}
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.save({**kept, "state_dict": state_dict, "ema_state_dict": ema}, target)
     return target

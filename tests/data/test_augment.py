@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from data_builders import COLOURS, best_component_iou, colour_box, draw_boxes
 
-from data_builders import COLOURS, best_component_iou, colour_box, draw_boxes, iou
 from yolo11_lightning.data.augment import (
     AugmentConfig,
     PixelExtras,
@@ -62,7 +62,9 @@ def test_mosaic_keeps_every_visible_box(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(8))
 def test_affine_scale_translate_keeps_boxes_on_pixels(seed: int) -> None:
     image, classes, boxes = _scene()
-    out, kept_classes, kept_boxes = random_affine(image, classes, boxes, (160, 128), AugmentConfig(), np.random.default_rng(seed))
+    out, kept_classes, kept_boxes = random_affine(
+        image, classes, boxes, (160, 128), AugmentConfig(), np.random.default_rng(seed)
+    )
     assert out.shape == (128, 160, 3)
     _assert_boxes_on_pixels(out, kept_classes, kept_boxes, 0.9)
     for k in set(classes.tolist()) - set(kept_classes.tolist()):  # dropped: at most a sliver is visible
@@ -74,7 +76,9 @@ def test_affine_scale_translate_keeps_boxes_on_pixels(seed: int) -> None:
 def test_affine_rotation_shear_perspective_keep_enclosing_boxes(seed: int) -> None:
     image, classes, boxes = _scene()
     config = AugmentConfig(degrees=20, shear=5, perspective=0.0005, translate=0.0, scale=0.1)
-    out, kept_classes, kept_boxes = random_affine(image, classes, boxes, (240, 160), config, np.random.default_rng(seed))
+    out, kept_classes, kept_boxes = random_affine(
+        image, classes, boxes, (240, 160), config, np.random.default_rng(seed)
+    )
     assert len(kept_classes) == len(BOXES)  # nothing leaves a canvas this large
     _assert_boxes_on_pixels(out, kept_classes, kept_boxes, 0.85)
 

@@ -249,7 +249,8 @@ CASES: dict[str, Case] = {
         boxes=0,
         backgrounds=5,
         missing_labels=5,
-        log=r"5 of 5 images have no label file; labels were looked for in .*labels/train \(that folder does not exist\)",
+        log=r"5 of 5 images have no label file; labels were looked for in .*labels/train "
+        r"\(that folder does not exist\)",
     ),
     "no-label-folder-strict": Case(
         _no_label_folder, strict_labels=True, error=r"5 of 5 images have no label file.*labels/train"

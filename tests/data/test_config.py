@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from data_builders import SHAPES4_YAML
+
 from yolo11_lightning.data.config import label_path_for, list_image_files, load_data_config
 
 IMAGE = np.zeros((16, 16, 3), np.uint8)
@@ -50,7 +50,11 @@ def test_txt_lists_lists_of_sources_and_name_maps(tmp_path: Path, write_split) -
     assert config.names == {0: "cat", 1: "dog"} and list(config.names) == [0, 1]
     assert [p.name for p in list_image_files(config.splits["train"])] == ["1.png", "2.png", "3.png"]
     assert sorted(p.name for p in list_image_files(config.splits["val"])) == ["1.png", "3.png"]
-    assert sorted(p.name for p in list_image_files(config.splits["test"])) == ["1.png", "2.png", "3.png"]  # de-duplicated
+    assert sorted(p.name for p in list_image_files(config.splits["test"])) == [
+        "1.png",
+        "2.png",
+        "3.png",
+    ]  # de-duplicated
     assert label_path_for(folder_b / "3.png") == root / "labels" / "b" / "3.txt"
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from data_builders import COLOURS, SHAPES4_YAML, best_component_iou, colour_box, draw_boxes, iou
 from torch.utils.data import DataLoader
 
-from data_builders import COLOURS, SHAPES4_YAML, best_component_iou, colour_box, draw_boxes, iou
 from yolo11_lightning.data.augment import AugmentConfig
 from yolo11_lightning.data.config import list_image_files, load_data_config
 from yolo11_lightning.data.dataset import YOLODataset, collate

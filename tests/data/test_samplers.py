@@ -88,7 +88,9 @@ def test_windows_shard_and_partners_do_not_depend_on_the_process_count() -> None
             mine = list(sampler)
             assert len(mine) == len(sampler)
             requests += mine
-        assert sorted(r.index for r in requests) == sorted(TrainingSampler(100, seed=2, num_replicas=replicas).epoch_order(1).tolist())
+        assert sorted(r.index for r in requests) == sorted(
+            TrainingSampler(100, seed=2, num_replicas=replicas).epoch_order(1).tolist()
+        )
         for r in requests[:64]:  # the first full windows: identical partners whatever the sharding
             assert by_index.setdefault(r.index, r.partners) == r.partners
     sampler = TrainingSampler(100, seed=2, num_replicas=2, rank=1, window=8)
@@ -104,7 +106,9 @@ def test_windows_shard_and_partners_do_not_depend_on_the_process_count() -> None
 def test_validation_batches_do_not_depend_on_the_number_of_processes(replicas: int) -> None:
     """Each image gets the same batch and letterbox shape with 1 or N processes (exact DDP mAP)."""
     single = list(ValidationSampler(SHAPES, imgsz=640, batch_size=4, num_replicas=1, rank=0))
-    sharded = [r for rank in range(replicas) for r in ValidationSampler(SHAPES, 640, 4, num_replicas=replicas, rank=rank)]
+    sharded = [
+        r for rank in range(replicas) for r in ValidationSampler(SHAPES, 640, 4, num_replicas=replicas, rank=rank)
+    ]
     assert sharded == single
     tiny = [list(ValidationSampler(SHAPES[:3], 640, 4, num_replicas=3, rank=rank)) for rank in range(3)]
     assert [len(requests) for requests in tiny] == [1, 1, 1]  # fewer batches than ranks: nobody is left empty

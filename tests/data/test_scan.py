@@ -10,13 +10,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from data_builders import draw_boxes
 from PIL import Image
 
-from data_builders import draw_boxes
 from yolo11_lightning.data import scan
-from yolo11_lightning.inference.preprocess import read_image
 from yolo11_lightning.data.config import list_image_files
 from yolo11_lightning.data.scan import cache_path_for, scan_split
+from yolo11_lightning.inference.preprocess import read_image
 
 MESSY_LABELS = "\n".join(
     [
@@ -98,7 +98,12 @@ def test_every_bad_input_is_counted(messy_split: Path, caplog: pytest.LogCapture
     np.testing.assert_array_equal(messy.classes, [0, 1, 2, 0])
     np.testing.assert_allclose(
         messy.boxes,
-        [[0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 0.2, 0.2], [(0.7975 + 1.0) / 2, 0.5, 1.0 - 0.7975, 0.2], [0.2, 0.25, 0.2, 0.3]],
+        [
+            [0.5, 0.5, 0.2, 0.2],
+            [0.5, 0.5, 0.2, 0.2],
+            [(0.7975 + 1.0) / 2, 0.5, 1.0 - 0.7975, 0.2],
+            [0.2, 0.25, 0.2, 0.3],
+        ],
         atol=1e-6,
     )
 

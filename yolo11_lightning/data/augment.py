@@ -123,7 +123,9 @@ def scale_translate(
     output = np.full((out_h, out_w, 3), PAD_VALUE, dtype=np.uint8)
     realised = np.array([[scale, 0.0, shift_x], [0.0, scale, shift_y], [0.0, 0.0, 1.0]])
     windows = []
-    for axis, (size, out_size, shift) in enumerate(((image.shape[1], out_w, shift_x), (image.shape[0], out_h, shift_y))):
+    for axis, (size, out_size, shift) in enumerate(
+        ((image.shape[1], out_w, shift_x), (image.shape[0], out_h, shift_y))
+    ):
         start, stop = max(0, math.floor(-shift / scale)), min(size, math.ceil((out_size - shift) / scale))
         first, last = round(scale * start + shift), round(scale * stop + shift)
         if stop <= start or last <= first:

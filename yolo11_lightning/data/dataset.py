@@ -170,7 +170,9 @@ class YOLODataset(Dataset):
     def _pixel_boxes(self, index: int, width: int, height: int) -> np.ndarray:
         """The image's boxes as pixel ``xyxy`` for an image of ``width`` x ``height``."""
         cx, cy, w, h = self.records[index].boxes.T
-        return np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1).astype(np.float32)
+        return np.stack(
+            [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1
+        ).astype(np.float32)
 
     def _tile(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         image = self.load_image(index)
@@ -237,7 +239,9 @@ class YOLODataset(Dataset):
                 return None
             image, ratio_pad = letterbox_with_mapping(loaded, (record.height, record.width), shape, scaleup=False)
             classes = record.classes
-            boxes = _to_input(self._pixel_boxes(request.index, record.width, record.height), ratio_pad[:2], ratio_pad[2:])
+            boxes = _to_input(
+                self._pixel_boxes(request.index, record.width, record.height), ratio_pad[:2], ratio_pad[2:]
+            )
         height, width = image.shape[:2]
         normalised = np.empty_like(boxes)
         normalised[:, 0] = (boxes[:, 0] + boxes[:, 2]) / (2 * width)

@@ -28,8 +28,9 @@ class id >= nc              ``ValueError`` naming file and line          --
 Images are verified with the decoder that training, validation and predict use
 (:func:`~yolo11_lightning.inference.decode.read_image`, with its truncated-JPEG check), so an image
 that passes the scan decodes later. Labels are looked up beside the image path as listed (a
-symbolic link's label beside the link). The result is cached beside the labels (``labels/<split>.yolo11-lightning.cache``, an ``.npz`` without
-pickles) and reused while the hash of every image and label file's size and mtime is unchanged.
+symbolic link's label beside the link). The result is cached beside the labels
+(``labels/<split>.yolo11-lightning.cache``, an ``.npz`` without pickles) and reused while the hash
+of every image and label file's size and mtime is unchanged.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ import numpy as np
 from PIL import Image
 
 from yolo11_lightning.data.config import label_path_for
-from yolo11_lightning.errors import UserError
 from yolo11_lightning.data.labels import label_problem, parse_labels
+from yolo11_lightning.errors import UserError
 from yolo11_lightning.inference.decode import quiet_native_stderr, read_image
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,9 @@ def _load_cache(path: Path, digest: str) -> tuple[list[ImageRecord], ScanSummary
         return None
     offsets = np.concatenate([[0], np.cumsum(counts)])
     records = [
-        ImageRecord(Path(p), int(s[0]), int(s[1]), classes[offsets[i] : offsets[i + 1]], boxes[offsets[i] : offsets[i + 1]])
+        ImageRecord(
+            Path(p), int(s[0]), int(s[1]), classes[offsets[i] : offsets[i + 1]], boxes[offsets[i] : offsets[i + 1]]
+        )
         for i, (p, s) in enumerate(zip(paths, shapes))
     ]
     fixes = Counter(summary.pop("fixes"))
