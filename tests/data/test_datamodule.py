@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import lightning.pytorch as pl
+import pytest
 import torch
-
 from data_builders import SHAPES4_YAML
+from torch.utils.data import DataLoader
+
 from yolo11_lightning import YOLODataModule
 from yolo11_lightning.data.samplers import TrainingSampler, ValidationSampler
+from yolo11_lightning.data.workers import WorkerInit
 
 
 def _fake_trainer(world_size: int = 1, rank: int = 0, max_epochs: int = 20, epoch: int = 0) -> SimpleNamespace:
@@ -30,11 +34,12 @@ def test_names_are_known_right_after_init() -> None:
 
 def test_default_workers_follow_the_cpus_and_the_device(monkeypatch) -> None:
     """``workers=None``: training min(8, CPUs per local process); evaluation 0 when the model is on the CPU."""
-    monkeypatch.setattr("yolo11_lightning.data.datamodule.available_cpus", lambda: 12)
+    monkeypatch.setattr("yolo11_lightning.data.workers.available_cpus", lambda: 12)
     datamodule = YOLODataModule(str(SHAPES4_YAML), imgsz=128, batch_size=4, val_batch_size=4, persistent_workers=False)
     on = {
-        device: SimpleNamespace(**vars(_fake_trainer()), num_devices=processes,
-                                strategy=SimpleNamespace(root_device=torch.device(device)))  # fmt: skip
+        device: SimpleNamespace(
+            **vars(_fake_trainer()), num_devices=processes, strategy=SimpleNamespace(root_device=torch.device(device))
+        )  # fmt: skip
         for device, processes in (("cpu", 1), ("cuda", 4))
     }
     datamodule.trainer = on["cpu"]
@@ -48,6 +53,35 @@ def test_default_workers_follow_the_cpus_and_the_device(monkeypatch) -> None:
     explicit.trainer = on["cpu"]
     explicit.setup("fit")
     assert explicit.train_dataloader().num_workers == 5 and explicit.val_dataloader().num_workers == 5
+
+
+def test_worker_priority_is_idle_on_the_cpu_and_applied_in_the_workers() -> None:
+    """``worker_priority=None``: idle beside a CPU model, normal beside a GPU; the workers really run that way."""
+    datamodule = YOLODataModule(str(SHAPES4_YAML), imgsz=128, batch_size=4, workers=1, persistent_workers=False)
+    for device, expected in (("cpu", "idle"), ("cuda", "normal")):
+        datamodule.trainer = SimpleNamespace(**vars(_fake_trainer()), num_devices=1,
+                                             strategy=SimpleNamespace(root_device=torch.device(device)))  # fmt: skip
+        assert datamodule.worker_init().priority == expected
+    explicit = YOLODataModule(str(SHAPES4_YAML), imgsz=128, batch_size=4, worker_priority="normal")
+    explicit.trainer = datamodule.trainer
+    assert explicit.worker_init().priority == "normal"
+    with pytest.raises(ValueError, match="worker_priority must be 'normal' or 'idle'"):
+        WorkerInit("low")  # type: ignore[arg-type]
+    if not hasattr(os, "SCHED_IDLE"):
+        pytest.skip("no SCHED_IDLE on this platform")
+    for priority, policy in (("idle", os.SCHED_IDLE), ("normal", os.sched_getscheduler(0))):
+        loader = DataLoader(_SchedulerPolicy(), num_workers=1, worker_init_fn=WorkerInit(priority))
+        assert [int(policy_seen) for policy_seen in loader] == [policy, policy]
+
+
+class _SchedulerPolicy(torch.utils.data.Dataset):
+    """Two samples: the scheduling policy of the process that builds them."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        return os.sched_getscheduler(0)
 
 
 def test_ddp_shards_and_unpadded_validation() -> None:
@@ -99,7 +133,9 @@ class _Recorder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def _fit(max_epochs: int, tmp_path: Path, ckpt_path: str | None = None, set_mosaic: bool | None = None) -> tuple[_Recorder, pl.Trainer]:
+def _fit(
+    max_epochs: int, tmp_path: Path, ckpt_path: str | None = None, set_mosaic: bool | None = None
+) -> tuple[_Recorder, pl.Trainer]:
     datamodule = YOLODataModule(str(SHAPES4_YAML), imgsz=64, batch_size=8, workers=1, close_mosaic=1, seed=11)
     if set_mosaic is not None:
         datamodule.set_mosaic(set_mosaic)

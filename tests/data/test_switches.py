@@ -10,8 +10,7 @@ import pytest
 from data_builders import SHAPES4_YAML
 
 from yolo11_lightning import YOLODataModule
-from yolo11_lightning.data.config import list_image_files, load_data_config
-from yolo11_lightning.data.datamodule import fraction_subset
+from yolo11_lightning.data.config import fraction_subset, list_image_files, load_data_config
 from yolo11_lightning.training.errors import UserError
 
 

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from yolo11_lightning.errors import UserError
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp"})
@@ -105,7 +107,9 @@ def _read_yaml(yaml_path: Path) -> Any:
     try:
         text = yaml_path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise UserError(f"{yaml_path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})") from None
+        raise UserError(
+            f"{yaml_path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start})"
+        ) from None
     try:
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
@@ -252,9 +256,7 @@ def find_image_files(sources: list[Path]) -> ImageListing:
         else:
             raise FileNotFoundError(f"dataset source not found: {source}")
     if duplicates:
-        log.warning(
-            "%d image path(s) listed more than once were dropped (e.g. %s)", duplicates, "; ".join(examples)
-        )
+        log.warning("%d image path(s) listed more than once were dropped (e.g. %s)", duplicates, "; ".join(examples))
     return ImageListing(sorted(files), duplicates, tuple(examples))
 
 
@@ -271,3 +273,14 @@ def label_path_for(image_path: Path) -> Path:
             parts[i] = "labels"
             break
     return Path(*parts).with_suffix(".txt")
+
+
+def fraction_subset(files: list[Path], fraction: float, seed: int) -> list[Path]:
+    """A fixed subset of ``round(fraction * len(files))`` files (at least one), drawn from ``seed`` alone.
+
+    The subset depends only on the sorted file list, ``fraction`` and ``seed``: the same in every
+    epoch, on every process and in a resumed run. The files keep their sorted order.
+    """
+    count = max(1, round(fraction * len(files)))
+    chosen = np.random.default_rng([seed, 0xF4AC]).choice(len(files), size=count, replace=False)
+    return [files[i] for i in np.sort(chosen)]

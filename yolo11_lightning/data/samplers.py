@@ -4,16 +4,20 @@ Both samplers subclass ``torch.utils.data.DistributedSampler`` (with explicit ``
 ``rank``, so they work without ``torch.distributed``), which also tells Lightning not to replace them.
 They yield ``SampleRequest`` tuples instead of bare indices: the epoch, the mosaic switch and the
 letterbox shape travel with the index from the main process to the worker that builds the sample,
-so persistent workers never hold stale state.
+so persistent workers never hold stale state. ``train_position`` tells where a (resumed) fit loop
+continues, which is where the training sampler starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from torch.utils.data import DistributedSampler
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 
 class SampleRequest(NamedTuple):
@@ -68,7 +72,9 @@ class TrainingSampler(DistributedSampler):
         mosaic_for_epoch: Callable[[int], bool] | None = None,
         window: int = 16,
     ) -> None:
-        super().__init__(range(num_images), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        super().__init__(
+            range(num_images), num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         self.mosaic_for_epoch = mosaic_for_epoch
@@ -211,3 +217,20 @@ class RectTrainingSampler(ValidationSampler):
         start, self.start = self.start, 0
         for index, shape in list(zip(self.indices, self.shapes))[start:]:
             yield SampleRequest(int(index), self.epoch, False, shape)
+
+
+def train_position(trainer: pl.Trainer) -> tuple[int, int]:
+    """Where the fit loop continues: ``(epoch, batches already trained in that epoch)``.
+
+    Read from the (restored) loop progress when the training loader is built: a fresh run or a
+    checkpoint between epochs continues at the start of epoch ``processed``; a checkpoint inside an
+    epoch (step or validation checkpoint) after its ``processed`` batches, or at the start of the
+    next epoch when the saved batch was the epoch's last.
+    """
+    epochs = trainer.fit_loop.epoch_progress.current
+    batches = trainer.fit_loop.epoch_loop.batch_progress
+    if epochs.started <= epochs.processed:
+        return epochs.processed, 0
+    if batches.is_last_batch:
+        return epochs.processed + 1, 0
+    return epochs.processed, batches.current.processed
