@@ -60,8 +60,8 @@ class YOLODataModule(pl.LightningDataModule):
         worker_priority: Scheduling of the worker processes: ``"normal"``, or ``"idle"`` (Linux
             ``SCHED_IDLE``, elsewhere ``nice 19``: they run only on cores the model's threads
             leave free). ``None`` (default): ``"idle"`` when the model runs on the CPU, where the
-            workers would otherwise preempt its threads (2 cores, yolo11n at 320: about 7% less CPU
-            and wall time per image), else ``"normal"``. See :mod:`yolo11_lightning.data.workers`.
+            workers would otherwise preempt its threads (2 cores, yolo11n at 320, 2 threads: 5-7% less
+            CPU and wall time per image), else ``"normal"``. See :mod:`yolo11_lightning.data.workers`.
         val_batch_size: Evaluation batch size; defaults to ``2 * batch_size``.
         rect: Rectangular evaluation batches grouped by aspect ratio (0.5-stride pad); otherwise
             every evaluation image is letterboxed to ``imgsz`` square.

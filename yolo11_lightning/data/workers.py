@@ -3,9 +3,10 @@
 On a CPU run the loader workers and the model's intra-op threads compete for the same cores. The
 model's threads meet at a barrier after every parallel operator, so a worker that preempts one of
 them stalls the others too: at 2 threads on 2 cores (yolo11n, 320, batch 16) the idle partner
-thread spun through those stalls, and the whole process tree used about 7% more CPU per image than
-with workers that only take a core nobody else wants (six interleaved pairs: 1736 against 1622 ms
-of CPU per batch, medians; wall time fell by about as much). ``"idle"`` gives the workers that
+thread spun through those stalls, and the whole process tree used 5-7% more CPU per image than
+with workers that only take a core nobody else wants (``benchmarks/bench_train.py --threads 2
+--no-reference --no-val --ab worker_priority=normal``: 0.956 per CPU-second, median of 5 pairs;
+wall time fell by about as much; at 1 thread no difference). ``"idle"`` gives the workers that
 lowest priority; the batches they make are the same, only their scheduling changes.
 """
 
