@@ -94,7 +94,9 @@ def _background(textures: list[np.ndarray], width: int, height: int, rng: np.ran
     th, tw = texture.shape[:2]
     crop_h, crop_w = int(th * rng.uniform(0.5, 1.0)), int(tw * rng.uniform(0.5, 1.0))
     top, left = rng.integers(0, th - crop_h + 1), rng.integers(0, tw - crop_w + 1)
-    image = cv2.resize(texture[top : top + crop_h, left : left + crop_w], (width, height), interpolation=cv2.INTER_LINEAR)
+    image = cv2.resize(
+        texture[top : top + crop_h, left : left + crop_w], (width, height), interpolation=cv2.INTER_LINEAR
+    )
     tint = rng.uniform(0.8, 1.2, size=3)
     return np.clip(image.astype(np.float32) * tint, 0, 255).astype(np.uint8)
 
@@ -141,7 +143,9 @@ def make_image(
         smallest = 48 if NAMES[class_id] == "logo" else 20  # the logo is 4:1, keep it legible
         long_side = int(np.exp(rng.uniform(np.log(smallest), np.log(0.45 * min(width, height)))))
         sprite = (
-            _ball(max(long_side, 8), rng) if NAMES[class_id] == "ball" else _transform_sprite(sprites[NAMES[class_id]], long_side, rng)
+            _ball(max(long_side, 8), rng)
+            if NAMES[class_id] == "ball"
+            else _transform_sprite(sprites[NAMES[class_id]], long_side, rng)
         )
         h, w = sprite.shape[:2]
         if w >= width or h >= height:
@@ -182,7 +186,9 @@ def main() -> None:
             background_only = split == "train" and index >= count - args.backgrounds
             image, labels = make_image(textures, sprites, rng, background_only)
             stem = f"{split}_{index:04d}"
-            cv2.imwrite(str(args.out / "images" / split / f"{stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, args.quality])
+            cv2.imwrite(
+                str(args.out / "images" / split / f"{stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, args.quality]
+            )
             rows = [f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}" for c, cx, cy, w, h in labels]
             (args.out / "labels" / split / f"{stem}.txt").write_text("".join(row + "\n" for row in rows))
     names = "\n".join(f"  {i}: {name}" for i, name in enumerate(NAMES))
