@@ -170,14 +170,15 @@ def _throughput_tables(args: argparse.Namespace) -> None:
     print(f"medians of {args.repeats} interleaved run(s) per side; CPU ratio range: the per-repeat ratios")
     print("| model | imgsz | threads | ours img/s | ours img/CPU-s | ours cores | ref img/s | ref img/CPU-s "
           "| ref cores | wall ratio | CPU ratio | CPU ratio range |\n" + "|---" * 12 + "|")  # fmt: skip
+    sides = [] if args.no_reference else [("reference", "yolo11n.yaml")]
+    sides += [("reference+malloc", "yolo11n.yaml")] if args.reference_malloc else []
+    ours_sides = ["ours", "ours-ab"] if args.ab_json else ["ours"]
+    sides += [(side, variant) for variant in args.variants for side in ours_sides]
     for imgsz in args.imgsz:
         for threads in args.threads:
             runs: dict[str, list[dict]] = {}
             for _ in range(args.repeats):  # interleaved, so that a slow spell of the machine hits every side
-                sides = [] if args.no_reference else [("reference", "yolo11n.yaml")]
-                sides += [("reference+malloc", "yolo11n.yaml")] if args.reference_malloc else []
-                ours_sides = ["ours", "ours-ab"] if args.ab_json else ["ours"]
-                for side, model in [*sides, *((o, variant) for variant in args.variants for o in ours_sides)]:
+                for side, model in sides:
                     result = _child(args, side, "throughput", model, imgsz, threads)
                     runs.setdefault(f"{side} {model}", []).append(result)
             reference = None if args.no_reference else _median_rates(runs["reference yolo11n.yaml"])
